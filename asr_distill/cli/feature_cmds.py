@@ -1,0 +1,66 @@
+"""Feature subcommands: compute-feats."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+from asr_distill.config import load_config
+from asr_distill.features.compute import FEATURE_KINDS, FeatureConfig, compute_features
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "compute-feats",
+        help="Kaldi-identical fbank/MFCC + per-speaker CMVN stats into a new data dir",
+        description="Compute features for DATA_DIR into OUT_DIR (a copy of the data dir with "
+        "feats.scp, cmvn.scp, utt2dur, utt2num_frames; arks in OUT_DIR/data).",
+    )
+    p.add_argument("data_dir")
+    p.add_argument("out_dir")
+    p.add_argument("--kind", choices=FEATURE_KINDS, default=None, help="default: fbank")
+    p.add_argument("--config", help="YAML file of FeatureConfig options")
+    p.add_argument("--num-mel-bins", type=int, default=None)
+    p.add_argument("--num-ceps", type=int, default=None)
+    p.add_argument("--sample-rate", type=int, default=None, help="resample to this (16000)")
+    p.add_argument("--dither", type=float, default=None)
+    p.add_argument(
+        "--channel",
+        type=int,
+        default=None,
+        help="0-based channel of multi-channel audio (default: such audio is an error)",
+    )
+    p.add_argument("--nj", type=int, default=1, help="parallel jobs")
+    p.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip unreadable/empty audio, listed in OUT_DIR/skipped.txt",
+    )
+    p.add_argument("--force", action="store_true", help="recompute a finished output")
+    p.set_defaults(func=_compute)
+
+
+def _compute(args: argparse.Namespace) -> int:
+    config = load_config(
+        FeatureConfig,
+        args.config,
+        kind=args.kind,
+        num_mel_bins=args.num_mel_bins,
+        num_ceps=args.num_ceps,
+        sample_rate=args.sample_rate,
+        dither=args.dither,
+        channel=args.channel,
+    )
+    summary = compute_features(
+        args.data_dir,
+        args.out_dir,
+        config,
+        num_jobs=args.nj,
+        skip_bad=args.skip_bad,
+        force=args.force,
+    )
+    if summary.num_skipped:
+        log.warning("%d utterances skipped", summary.num_skipped)
+    return 0

@@ -1,0 +1,1 @@
+"""Acoustic features (Kaldi-compatible fbank / MFCC, CMVN) and the DNN frame store."""

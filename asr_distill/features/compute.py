@@ -1,0 +1,361 @@
+"""``compute-feats``: Kaldi-identical fbank / MFCC, per-speaker CMVN stats, ark/scp output.
+
+Features are computed with ``torchaudio.compliance.kaldi`` on int16-range samples,
+so they match Kaldi's ``compute-fbank-feats`` / ``compute-mfcc-feats`` with the same
+options. Output is a copy of the input data directory with ``feats.scp``,
+``cmvn.scp``, ``utt2dur`` and ``utt2num_frames`` added; the matrices live in
+``<out>/data/raw_<kind>.<job>.ark`` (Kaldi binary float matrices) and
+``<out>/data/cmvn.ark`` (Kaldi's 2 x (D+1) double stats per speaker).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import json
+import logging
+import multiprocessing
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from asr_distill.config import save_config
+from asr_distill.data.kaldi_dir import DataDir, Segment, read_data_dir, write_data_dir, write_table
+from asr_distill.errors import InputError
+from asr_distill.features.audio import AudioSource, read_audio
+from asr_distill.io import atomic_open, atomic_path, is_done, mark_done
+from asr_distill.io.kaldi_ark import write_ark_entry
+
+log = logging.getLogger(__name__)
+
+FEATURE_KINDS = ("fbank", "mfcc")
+
+
+@dataclasses.dataclass
+class FeatureConfig:
+    """Feature options (Kaldi names in brackets). Defaults match Kaldi's except dither.
+
+    kind: ``fbank`` (log-mel filterbank, the DNN input) or ``mfcc`` (the GMM input).
+    num_mel_bins: None means 40 for fbank, 23 for mfcc (Kaldi's MFCC default).
+    dither: 0.0 (Kaldi's default is 1.0, which makes features random; 0 keeps runs
+    reproducible and equal to a reference computation).
+    channel: which channel of multi-channel audio to use (None: such audio is an error).
+    """
+
+    kind: str = "fbank"
+    sample_rate: int = 16000  # [--sample-frequency]
+    frame_length_ms: float = 25.0  # [--frame-length]
+    frame_shift_ms: float = 10.0  # [--frame-shift]
+    num_mel_bins: int | None = None  # [--num-mel-bins]
+    num_ceps: int = 13  # [--num-ceps], mfcc only
+    low_freq_hz: float = 20.0  # [--low-freq]
+    high_freq_hz: float = 0.0  # [--high-freq], <= 0 is an offset from Nyquist
+    preemphasis: float = 0.97  # [--preemphasis-coefficient]
+    dither: float = 0.0  # [--dither]
+    use_energy: bool = False  # [--use-energy]
+    cepstral_lifter: float = 22.0  # [--cepstral-lifter], mfcc only
+    channel: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in FEATURE_KINDS:
+            raise ValueError(f"feature kind must be one of {FEATURE_KINDS}, got {self.kind!r}")
+        if self.num_mel_bins is None:
+            self.num_mel_bins = 40 if self.kind == "fbank" else 23
+
+    @property
+    def dim(self) -> int:
+        if self.kind == "fbank":
+            return int(self.num_mel_bins) + (1 if self.use_energy else 0)
+        return self.num_ceps
+
+
+def compute_features_for_wave(wave: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    """Features ``(num_frames, dim)`` of int16-range mono samples ``(num_samples,)``."""
+    from torchaudio.compliance import kaldi
+
+    common = dict(
+        sample_frequency=float(config.sample_rate),
+        frame_length=config.frame_length_ms,
+        frame_shift=config.frame_shift_ms,
+        num_mel_bins=int(config.num_mel_bins),
+        low_freq=config.low_freq_hz,
+        high_freq=config.high_freq_hz,
+        preemphasis_coefficient=config.preemphasis,
+        dither=config.dither,
+        use_energy=config.use_energy,
+    )
+    wave_2d = wave.unsqueeze(0)  # (1, S)
+    if config.kind == "fbank":
+        return kaldi.fbank(wave_2d, **common)
+    return kaldi.mfcc(
+        wave_2d, num_ceps=config.num_ceps, cepstral_lifter=config.cepstral_lifter, **common
+    )
+
+
+@dataclasses.dataclass
+class _Item:
+    utt: str
+    rxfilename: str
+    segment: Segment | None
+    source: AudioSource
+
+
+@dataclasses.dataclass
+class FeatureSummary:
+    num_utts: int
+    num_skipped: int
+    num_resampled: int
+    num_frames: int
+    hours: float
+    out_dir: Path
+
+
+_progress_queue = None
+
+
+def _init_worker(queue) -> None:  # runs in each worker process
+    global _progress_queue
+    _progress_queue = queue
+    torch.set_num_threads(1)
+
+
+def _job_state_path(ark_dir: Path, kind: str, job: int) -> Path:
+    return ark_dir / f".raw_{kind}.{job}.json"
+
+
+def _run_job(
+    job: int, items: list[_Item], ark_dir: Path, config: FeatureConfig, skip_bad: bool
+) -> dict:
+    """Compute one job's features into ``raw_<kind>.<job>.ark``; return its scp and stats."""
+    ark = (ark_dir / f"raw_{config.kind}.{job}.ark").resolve()
+    scp: dict[str, str] = {}
+    stats: dict[str, list] = {}
+    skipped: dict[str, str] = {}
+    resampled = 0
+    with atomic_path(ark) as tmp, open(tmp, "wb") as f:
+        for item in items:
+            try:
+                wave, rate = read_audio(
+                    item.rxfilename,
+                    item.source,
+                    sample_rate=config.sample_rate,
+                    channel=config.channel,
+                    segment=item.segment,
+                )
+                if wave.numel() < config.sample_rate * config.frame_length_ms / 1000:
+                    raise InputError(
+                        f"audio of {item.utt!r} is shorter than one frame ({wave.numel()} samples)",
+                        item.source.scp_path,
+                        item.source.line,
+                    )
+                feats = compute_features_for_wave(wave, config)
+            except InputError as e:
+                if not skip_bad:
+                    raise
+                skipped[item.utt] = e.message if e.path is None else str(e)
+                if _progress_queue is not None:
+                    _progress_queue.put(1)
+                continue
+            resampled += int(rate != config.sample_rate)
+            mat = feats.numpy().astype(np.float32, copy=False)  # (T, D)
+            scp[item.utt] = write_ark_entry(f, ark, item.utt, mat)
+            m64 = mat.astype(np.float64)
+            stats[item.utt] = [
+                int(mat.shape[0]),
+                wave.numel() / config.sample_rate,
+                m64.sum(axis=0).tolist(),
+                (m64 * m64).sum(axis=0).tolist(),
+            ]
+            if _progress_queue is not None:
+                _progress_queue.put(1)
+    state = {
+        "utts": [it.utt for it in items],
+        "scp": scp,
+        "stats": stats,
+        "skipped": skipped,
+        "resampled": resampled,
+    }
+    with atomic_open(_job_state_path(ark_dir, config.kind, job)) as fj:
+        json.dump(state, fj)
+    return state
+
+
+def _items(data: DataDir, data_dir: Path) -> list[_Item]:
+    lines = {rec: i for i, rec in enumerate(sorted(data.wav_scp), start=1)}
+    scp_path = str(data_dir / "wav.scp")
+    out = []
+    for utt in data.utt_ids:
+        rec = data.recording_of(utt)
+        if rec not in data.wav_scp:
+            raise InputError(
+                f"recording {rec!r} of utterance {utt!r} is not in wav.scp",
+                data_dir / ("segments" if data.segments else "wav.scp"),
+            )
+        seg = data.segments[utt] if data.segments is not None else None
+        out.append(_Item(utt, data.wav_scp[rec], seg, AudioSource(scp_path, lines[rec], rec)))
+    return out
+
+
+def _load_done_job(ark_dir: Path, kind: str, job: int, items: list[_Item]) -> dict | None:
+    state_path = _job_state_path(ark_dir, kind, job)
+    if not state_path.is_file() or not (ark_dir / f"raw_{kind}.{job}.ark").is_file():
+        return None
+    state = json.loads(state_path.read_text(encoding="utf-8"))
+    if state.get("utts") != [it.utt for it in items]:
+        return None  # a different split (e.g. another --nj): recompute this job
+    return state
+
+
+def compute_features(
+    data_dir: str | Path,
+    out_dir: str | Path,
+    config: FeatureConfig | None = None,
+    *,
+    num_jobs: int = 1,
+    skip_bad: bool = False,
+    force: bool = False,
+) -> FeatureSummary:
+    """Compute features for every utterance of ``data_dir`` into the data dir ``out_dir``.
+
+    Parallel over ``num_jobs`` processes (one ark per job). A job whose ark is
+    complete is not recomputed on re-run, so a killed run resumes; a finished
+    ``out_dir`` is left alone unless ``force``. Bad audio raises :class:`InputError`
+    naming the file, or with ``skip_bad`` is skipped, counted and listed in
+    ``<out_dir>/skipped.txt``.
+    """
+    config = config or FeatureConfig()
+    data_dir, out_dir = Path(data_dir), Path(out_dir)
+    if is_done(out_dir) and not force:
+        log.info("%s is complete; nothing to do (use --force to recompute)", out_dir)
+        data = read_data_dir(out_dir)
+        return FeatureSummary(len(data.utt2spk), 0, 0, 0, 0.0, out_dir)
+    if force and (out_dir / ".done").exists():
+        (out_dir / ".done").unlink()
+    data = read_data_dir(data_dir)
+    items = _items(data, data_dir)
+    if not items:
+        raise InputError("data directory has no utterances", data_dir)
+    ark_dir = out_dir / "data"
+    ark_dir.mkdir(parents=True, exist_ok=True)
+    save_config(config, out_dir / "conf" / f"{config.kind}.yaml")
+    if force:
+        for stale in ark_dir.glob(f".raw_{config.kind}.*.json"):
+            stale.unlink()
+
+    num_jobs = max(1, min(num_jobs, len(items)))
+    bounds = [len(items) * j // num_jobs for j in range(num_jobs + 1)]
+    jobs = {j + 1: items[bounds[j] : bounds[j + 1]] for j in range(num_jobs)}
+    states: dict[int, dict] = {}
+    for j, job_items in jobs.items():
+        state = _load_done_job(ark_dir, config.kind, j, job_items)
+        if state is not None:
+            states[j] = state
+    todo = [j for j in jobs if j not in states]
+    if len(states):
+        log.info("resuming: %d of %d jobs already done", len(states), num_jobs)
+
+    total = sum(len(jobs[j]) for j in todo)
+    with tqdm(total=total, desc=f"compute-feats {config.kind}", unit="utt") as bar:
+        if num_jobs == 1 or len(todo) <= 1:
+            for j in todo:
+                states[j] = _run_job(j, jobs[j], ark_dir, config, skip_bad)
+                bar.update(len(jobs[j]))
+        else:
+            ctx = multiprocessing.get_context("spawn")
+            queue = ctx.Queue()
+            with concurrent.futures.ProcessPoolExecutor(
+                max_workers=len(todo),
+                mp_context=ctx,
+                initializer=_init_worker,
+                initargs=(queue,),
+            ) as pool:
+                futures = {
+                    pool.submit(_run_job, j, jobs[j], ark_dir, config, skip_bad): j for j in todo
+                }
+                pending = set(futures)
+                while pending:
+                    done, pending = concurrent.futures.wait(pending, timeout=0.2)
+                    while not queue.empty():
+                        bar.update(queue.get())
+                    for fut in done:
+                        states[futures[fut]] = fut.result()  # re-raises a worker's InputError
+                while not queue.empty():
+                    bar.update(queue.get())
+
+    scp: dict[str, str] = {}
+    skipped: dict[str, str] = {}
+    stats: dict[str, list] = {}
+    resampled = 0
+    for state in states.values():
+        scp.update(state["scp"])
+        skipped.update(state["skipped"])
+        stats.update(state["stats"])
+        resampled += state["resampled"]
+    if skipped:
+        with atomic_open(out_dir / "skipped.txt") as f:
+            for utt in sorted(skipped):
+                f.write(f"{utt} {skipped[utt]}\n")
+        log.warning(
+            "skipped %d bad utterances (listed in %s)", len(skipped), out_dir / "skipped.txt"
+        )
+    if not scp:
+        raise InputError("no utterance could be read", data_dir / "wav.scp")
+    if resampled:
+        log.info("resampled %d recordings to %d Hz", resampled, config.sample_rate)
+
+    kept = data.subset(scp)
+    kept.feats_scp = scp
+    kept.utt2dur = kept.utt2dur or {u: stats[u][1] for u in scp}
+    kept.cmvn_scp = _write_cmvn(kept, stats, ark_dir, config.dim)
+    write_data_dir(kept, out_dir)
+    write_table(out_dir / "utt2num_frames", {u: stats[u][0] for u in scp})
+    mark_done(out_dir)
+    num_frames = sum(stats[u][0] for u in scp)
+    hours = sum(stats[u][1] for u in scp) / 3600
+    log.info(
+        "%s: %d utterances, %d frames (%.2f h) of %d-dim %s",
+        out_dir,
+        len(scp),
+        num_frames,
+        hours,
+        config.dim,
+        config.kind,
+    )
+    return FeatureSummary(len(scp), len(skipped), resampled, num_frames, hours, out_dir)
+
+
+def _write_cmvn(data: DataDir, stats: dict[str, list], ark_dir: Path, dim: int) -> dict[str, str]:
+    """Per-speaker CMVN stats in Kaldi's layout: row 0 sums (+count), row 1 sums of squares."""
+    ark = (ark_dir / "cmvn.ark").resolve()
+    scp: dict[str, str] = {}
+    with atomic_path(ark) as tmp, open(tmp, "wb") as f:
+        for spk, utts in data.spk2utt.items():
+            acc = np.zeros((2, dim + 1), dtype=np.float64)  # (2, D+1)
+            for utt in utts:
+                frames, _, s, ss = stats[utt]
+                acc[0, :dim] += s
+                acc[1, :dim] += ss
+                acc[0, dim] += frames
+            scp[spk] = write_ark_entry(f, ark, spk, acc)
+    return scp
+
+
+def apply_cmvn(feats: np.ndarray, stats: np.ndarray, *, norm_vars: bool = False) -> np.ndarray:
+    """Kaldi's apply-cmvn: subtract the mean (and divide by the std if ``norm_vars``).
+
+    feats: (T, D); stats: (2, D+1) as written by compute-feats.
+    """
+    dim = feats.shape[1]
+    if stats.shape != (2, dim + 1):
+        raise ValueError(f"CMVN stats shape {stats.shape} does not fit features of dim {dim}")
+    count = stats[0, dim]
+    if count < 1:
+        raise ValueError("CMVN stats have a count below 1")
+    mean = stats[0, :dim] / count
+    out = feats - mean
+    if norm_vars:
+        var = stats[1, :dim] / count - mean * mean
+        out = out / np.sqrt(np.maximum(var, 1e-10))
+    return out.astype(np.float32)
