@@ -12,11 +12,27 @@ import logging
 import sys
 
 from asr_distill import __version__
-from asr_distill.cli import data_cmds, feature_cmds, librispeech_cmds
+from asr_distill.cli import (
+    data_cmds,
+    feature_cmds,
+    framestore_cmds,
+    lang_cmds,
+    librispeech_cmds,
+    lm_cmds,
+    synth_cmds,
+)
 from asr_distill.errors import InputError
 from asr_distill.logging_setup import setup_logging
 
-COMMAND_MODULES = (data_cmds, feature_cmds, librispeech_cmds)
+COMMAND_MODULES = (
+    data_cmds,
+    feature_cmds,
+    framestore_cmds,
+    lang_cmds,
+    librispeech_cmds,
+    lm_cmds,
+    synth_cmds,
+)
 
 log = logging.getLogger("asr_distill")
 

@@ -1,0 +1,1 @@
+"""Language side: lexicon, lang dirs, n-gram language models."""
