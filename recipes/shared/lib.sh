@@ -1,0 +1,26 @@
+# Shared shell helpers for recipes: logging in the same format as the Python logs,
+# stage selection, done markers, and reading options from the recipe's YAML config.
+
+log() {
+  # Same format as asr_distill.logging_setup: "YYYY-MM-DD HH:MM:SS LEVEL (who) message"
+  printf '%s INFO (%s) %s\n' "$(date '+%Y-%m-%d %H:%M:%S')" "$(basename "${BASH_SOURCE[1]:-$0}")" "$*" >&2
+}
+
+# run_stage N: true if stage N is inside [stage, stop_stage].
+run_stage() {
+  local n=$1
+  [ "$n" -ge "$stage" ] && [ "$n" -le "$stop_stage" ]
+}
+
+# yaml_get FILE KEY: print a top-level value of a YAML config (error if absent).
+yaml_get() {
+  python3 - "$1" "$2" <<'PY'
+import sys, yaml
+path, key = sys.argv[1], sys.argv[2]
+with open(path, encoding="utf-8") as f:
+    conf = yaml.safe_load(f) or {}
+if key not in conf:
+    sys.exit(f"{path}: no option {key!r}")
+print(conf[key])
+PY
+}
