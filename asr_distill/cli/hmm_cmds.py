@@ -1,0 +1,78 @@
+"""GMM-HMM subcommands: train-mono, align, build-tree, train-tri."""
+
+from __future__ import annotations
+
+import argparse
+
+from asr_distill.config import load_config
+from asr_distill.hmm.align import AlignOptions
+from asr_distill.hmm.train import MonoConfig, align_data_dir, train_mono
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", help="YAML file of options (the dataclass's fields)")
+    p.add_argument("--nj", type=int, default=None, help="alignment processes (1)")
+    p.add_argument("--force", action="store_true", help="redo a finished output")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train-mono",
+        help="flat-start monophone GMM-HMM (Kaldi's train_mono.sh)",
+        description="Train a monophone GMM-HMM on DATA (a data dir with MFCC feats.scp and "
+        "cmvn.scp; deltas are added) with LANG: equal alignment, EM with Kaldi's "
+        "realignment schedule, mixing up to --tot-gauss. Writes EXP_DIR (tree, topo, "
+        "final.gmm.safetensors, train_curve.tsv, log/train.log).",
+        epilog="example: asr-distill train-mono data/train_mfcc data/lang exp/mono --nj 2",
+    )
+    p.add_argument("data")
+    p.add_argument("lang")
+    p.add_argument("exp_dir")
+    _add_common(p)
+    p.add_argument("--num-iters", type=int, default=None, help="EM iterations (40)")
+    p.add_argument("--tot-gauss", type=int, default=None, help="target Gaussians (1000)")
+    p.add_argument("--boost-silence", type=float, default=None, help="(1.0)")
+    p.add_argument(
+        "--num-shortest", type=int, default=None, help="train on the N shortest utterances"
+    )
+    p.set_defaults(func=_train_mono)
+
+    p = sub.add_parser(
+        "align",
+        help="forced alignment with a GMM-HMM (Kaldi's align_si.sh)",
+        description="Align DATA with MODEL_DIR's GMM-HMM into ALI_DIR: ali.ark "
+        "(transition-ids), pdf.ark (ali-to-pdf), phones.ctm, failed.txt (utterances that "
+        "did not align, never dropped silently), pdf_counts, num_pdfs and the model.",
+        epilog="example: asr-distill align data/train_mfcc data/lang exp/mono exp/mono_ali",
+    )
+    p.add_argument("data")
+    p.add_argument("lang")
+    p.add_argument("model_dir")
+    p.add_argument("ali_dir")
+    _add_common(p)
+    p.add_argument("--beam", type=float, default=None, help="(10)")
+    p.add_argument("--retry-beam", type=float, default=None, help="(40)")
+    p.add_argument("--boost-silence", type=float, default=None, help="(1.0)")
+    p.set_defaults(func=_align)
+
+
+def _train_mono(args: argparse.Namespace) -> int:
+    config = load_config(
+        MonoConfig, args.config, nj=args.nj, num_iters=args.num_iters,
+        tot_gauss=args.tot_gauss, boost_silence=args.boost_silence,
+        num_shortest=args.num_shortest,
+    )  # fmt: skip
+    train_mono(args.data, args.lang, args.exp_dir, config, force=args.force)
+    return 0
+
+
+def _align(args: argparse.Namespace) -> int:
+    opts = load_config(
+        AlignOptions, args.config, beam=args.beam, retry_beam=args.retry_beam,
+        boost_silence=args.boost_silence,
+    )  # fmt: skip
+    align_data_dir(
+        args.data, args.lang, args.model_dir, args.ali_dir, opts, nj=args.nj or 1,
+        force=args.force,
+    )  # fmt: skip
+    return 0

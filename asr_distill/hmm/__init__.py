@@ -1,0 +1,1 @@
+"""GMM-HMM training: features, monophone and triphone models, alignment, decision trees."""

@@ -1,0 +1,83 @@
+"""GMM features: MFCC with per-speaker CMVN and deltas, as Kaldi's
+``apply-cmvn --utt2spk=... scp:cmvn.scp scp:feats.scp ark:- | add-deltas``."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torchaudio
+
+from asr_distill.data.kaldi_dir import read_table
+from asr_distill.errors import InputError
+from asr_distill.features.compute import apply_cmvn
+from asr_distill.io.kaldi_ark import read_mat, read_mat_scp
+
+log = logging.getLogger(__name__)
+
+
+def add_deltas(feats: np.ndarray, order: int = 2, window: int = 2) -> np.ndarray:
+    """Kaldi's add-deltas: ``feats`` (T, D) -> (T, D * (order + 1)).
+
+    Each order is the regression of the previous one over +-``window`` frames,
+    ``d_t = sum_n n (c_{t+n} - c_{t-n}) / (2 sum_n n^2)``, edges repeated (torchaudio's
+    ``compute_deltas`` computes exactly this).
+    """
+    x = torch.from_numpy(np.ascontiguousarray(feats, np.float32)).T  # (D, T)
+    out = [x]
+    for _ in range(order):
+        out.append(torchaudio.functional.compute_deltas(out[-1], win_length=2 * window + 1))
+    return torch.cat(out).T.contiguous().numpy()  # (T, D * (order + 1))
+
+
+def load_gmm_features(
+    data_dir: str | Path, *, deltas: bool = True, norm_vars: bool = False
+) -> dict[str, np.ndarray]:
+    """utt -> (T, 39) float32 features of a data dir made by ``compute-feats --kind mfcc``.
+
+    CMVN uses ``cmvn.scp`` per speaker (``utt2spk``) when present. Raises
+    :class:`InputError` naming the file for missing or unreadable features.
+    """
+    data_dir = Path(data_dir)
+    scp = data_dir / "feats.scp"
+    if not scp.is_file():
+        raise InputError("missing feats.scp: run compute-feats --kind mfcc first", data_dir)
+    cmvn_stats: dict[str, np.ndarray] = {}
+    utt2spk: dict[str, str] = {}
+    if (data_dir / "cmvn.scp").is_file():
+        cmvn_rx = read_table(data_dir / "cmvn.scp")
+        utt2spk = read_table(data_dir / "utt2spk")
+        cmvn_stats = {spk: read_mat(rx) for spk, rx in cmvn_rx.items()}
+    else:
+        log.warning("%s: no cmvn.scp; features are used without CMVN", data_dir)
+    out: dict[str, np.ndarray] = {}
+    try:
+        for utt, mat in read_mat_scp(scp):
+            if cmvn_stats:
+                spk = utt2spk.get(utt, utt)
+                if spk not in cmvn_stats:
+                    raise InputError(f"no CMVN stats for speaker {spk!r} of {utt}", scp)
+                mat = apply_cmvn(mat, cmvn_stats[spk], norm_vars=norm_vars)
+            out[utt] = add_deltas(mat) if deltas else np.ascontiguousarray(mat, np.float32)
+    except (OSError, ValueError, EOFError) as e:
+        if isinstance(e, InputError):
+            raise
+        raise InputError(f"cannot read features: {e}", scp) from None
+    return out
+
+
+def global_stats(feats: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and variance (D,) over all frames (float64 accumulation)."""
+    n = 0
+    s = s2 = None
+    for x in feats.values():
+        x64 = x.astype(np.float64)
+        s = x64.sum(0) if s is None else s + x64.sum(0)
+        s2 = (x64**2).sum(0) if s2 is None else s2 + (x64**2).sum(0)
+        n += len(x)
+    if not n:
+        raise ValueError("no frames")
+    mean = s / n
+    return mean, np.maximum(s2 / n - mean**2, 1e-10)
