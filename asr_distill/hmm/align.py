@@ -231,14 +231,9 @@ def tids_to_pdfs(model: GmmHmm, tids: np.ndarray) -> np.ndarray:
 
 def phone_segments(model: GmmHmm, tids: np.ndarray) -> list[tuple[int, int, int]]:
     """ali-to-phones: (phone, start frame, num frames) of each phone instance."""
-    tm = model.trans_model
-    segs: list[tuple[int, int, int]] = []
-    start = 0
-    for t in range(1, len(tids) + 1):
-        if t == len(tids) or tm.transition_ids_is_start_of_phone(int(tids[t])):
-            segs.append((tm.transition_id_to_phone(int(tids[start])), start, t - start))
-            start = t
-    return segs
+    from asr_distill.hmm.tree_stats import split_to_phones
+
+    return split_to_phones(model.trans_model, tids)
 
 
 def write_alignment_dir(

@@ -73,6 +73,22 @@ def accumulate(
     return Stats(acc, trans, tot_like, frames)
 
 
+def acoustic_log_likelihood(
+    model: GmmHmm, alignments: Mapping[str, np.ndarray], feats: Mapping[str, np.ndarray]
+) -> tuple[float, int]:
+    """Total GMM log-likelihood of the frames under their aligned pdfs, and the number
+    of frames (transition probabilities not included): how well a model fits data,
+    comparable across models (e.g. mono vs tri1 on held-out data)."""
+    pdf_of = np.asarray(model.trans_model.id2pdf_id, np.int64)
+    like = model.am.log_likelihood
+    total, frames = 0.0, 0
+    for utt, tids in alignments.items():
+        for frame, pdf in zip(feats[utt], pdf_of[tids].tolist(), strict=True):
+            total += like(pdf, frame)
+        frames += len(tids)
+    return total, frames
+
+
 def estimate(model: GmmHmm, stats: Stats, opts: EstimateOptions, *, mixup: int = 0) -> None:
     """gmm-est: update transitions and GMMs in place; then, if ``mixup`` exceeds the
     current Gaussian count, split Gaussians up to ``mixup`` in proportion to

@@ -19,7 +19,12 @@ import numpy as np
 from asr_distill.config import save_config
 from asr_distill.errors import InputError
 from asr_distill.hmm.align import AlignOptions, align, read_text, transcripts_to_ids
-from asr_distill.hmm.em import EstimateOptions, accumulate, estimate
+from asr_distill.hmm.em import (
+    EstimateOptions,
+    accumulate,
+    acoustic_log_likelihood,
+    estimate,
+)
 from asr_distill.hmm.feats import global_stats, load_gmm_features
 from asr_distill.hmm.model import GmmHmm, init_mono
 from asr_distill.io import atomic_open, is_done, mark_done
@@ -296,26 +301,22 @@ def align_data_dir(
         phone_names = {i: p for p, i in data.lang.phones.items()}
         write_alignment_dir(ali_dir, model, result, phone_names)
         num = len(data.word_ids)
+        acoustic, frames = acoustic_log_likelihood(model, result.alignments, data.feats)
         summary = {
             "utterances": num,
             "aligned": len(result.alignments),
             "failed": len(result.failed),
-            "like_per_frame": result.tot_like / max(result.num_frames, 1),
-            "frames": result.num_frames,
+            "frames": frames,
+            "acoustic_like_per_frame": round(acoustic / max(frames, 1), 4),
+            "viterbi_like_per_frame": round(result.tot_like / max(frames, 1), 4),
         }
         log.info(
             "align %s with %s: %d of %d utterances aligned (%.2f%%), %d failed (listed in "
-            "%s); avg log-likelihood per frame %.4f over %d frames",
-            data_dir,
-            model_dir,
-            summary["aligned"],
-            num,
-            100.0 * summary["aligned"] / num,
-            summary["failed"],
-            ali_dir / "failed.txt",
-            summary["like_per_frame"],
-            result.num_frames,
-        )
+            "%s); acoustic log-likelihood per frame %.4f over %d frames",
+            data_dir, model_dir, summary["aligned"], num, 100.0 * summary["aligned"] / num,
+            summary["failed"], ali_dir / "failed.txt", summary["acoustic_like_per_frame"],
+            frames,
+        )  # fmt: skip
         with atomic_open(ali_dir / "summary.yaml") as f:
             f.writelines(f"{k}: {v}\n" for k, v in summary.items())
         mark_done(ali_dir)

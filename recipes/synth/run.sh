@@ -23,6 +23,11 @@ conf="$recipe_dir/conf/$preset.yaml"
 corpus_hours=$(yaml_get "$conf" corpus_hours)
 corpus_seed=$(yaml_get "$conf" corpus_seed)
 lm_order=$(yaml_get "$conf" lm_order)
+mono_iters=$(yaml_get "$conf" mono_iters)
+mono_gauss=$(yaml_get "$conf" mono_gauss)
+tri1_leaves=$(yaml_get "$conf" tri1_leaves)
+tri1_gauss=$(yaml_get "$conf" tri1_gauss)
+tri1_iters=$(yaml_get "$conf" tri1_iters)
 
 corpus=$work_dir/corpus
 data=$work_dir/data
@@ -71,6 +76,29 @@ if run_stage 5; then
   asr-distill train-lm --order "$lm_order" --vocab "$data/lang/words.txt" --unk "<UNK>" \
     --dev-text "$data/dev" "$corpus/lm_text.txt" "$data/train" "$work_dir/lm"
   asr-distill make-g "$work_dir/lm/lm.arpa" "$data/lang" "$data/lang_test"
+fi
+
+exp=$work_dir/exp
+
+if run_stage 6; then
+  log "Stage 6: monophone GMM-HMM (flat start, $mono_iters iterations, $mono_gauss Gaussians)"
+  asr-distill train-mono --nj "$nj" --num-iters "$mono_iters" --tot-gauss "$mono_gauss" \
+    "$data/train_mfcc" "$data/lang" "$exp/mono"
+  asr-distill align --nj "$nj" "$data/train_mfcc" "$data/lang" "$exp/mono" "$exp/mono_ali"
+fi
+
+if run_stage 7; then
+  log "Stage 7: decision tree and triphone GMM-HMM tri1 ($tri1_leaves leaves, $tri1_gauss Gaussians)"
+  asr-distill train-tri --nj "$nj" --num-leaves "$tri1_leaves" --tot-gauss "$tri1_gauss" \
+    --num-iters "$tri1_iters" "$data/train_mfcc" "$data/lang" "$exp/mono_ali" "$exp/tri1"
+fi
+
+if run_stage 8; then
+  log "Stage 8: tri1 alignments of train/dev/test (the DNN targets); mono vs tri1 on dev"
+  for s in $splits; do
+    asr-distill align --nj "$nj" "$data/${s}_mfcc" "$data/lang" "$exp/tri1" "$exp/tri1_ali_$s"
+  done
+  asr-distill align --nj "$nj" "$data/dev_mfcc" "$data/lang" "$exp/mono" "$exp/mono_ali_dev"
 fi
 
 log "done (stages $stage..$stop_stage)"

@@ -34,3 +34,13 @@ def gmm_system(tmp_path_factory) -> Path:
     run("prepare-dict", "--extra-text", data / "dev", data / "train", data / "local" / "dict")
     run("prepare-lang", data / "local" / "dict", data / "lang")
     return root
+
+
+@pytest.fixture(scope="session")
+def mono(gmm_system: Path) -> Path:
+    """A monophone model trained on the fixture's train set (12 iterations)."""
+    exp = gmm_system / "exp" / "mono"
+    data, lang = gmm_system / "data" / "train_mfcc", gmm_system / "data" / "lang"
+    assert main(["train-mono", "--nj", "2", "--num-iters", "12", "--tot-gauss", "300",
+                 str(data), str(lang), str(exp)]) == 0  # fmt: skip
+    return exp

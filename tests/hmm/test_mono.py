@@ -30,15 +30,6 @@ def test_add_deltas_is_kaldi_regression_formula():
     np.testing.assert_allclose(out[:, 4:6], delta(delta(x)), atol=1e-5)
 
 
-@pytest.fixture(scope="module")
-def mono(gmm_system):
-    exp = gmm_system / "exp" / "mono"
-    data, lang = gmm_system / "data" / "train_mfcc", gmm_system / "data" / "lang"
-    assert main(["train-mono", "--nj", "2", "--num-iters", "12", "--tot-gauss", "300",
-                 str(data), str(lang), str(exp)]) == 0  # fmt: skip
-    return exp
-
-
 def read_curve(exp):
     rows = [line.split("\t") for line in (exp / "train_curve.tsv").read_text().splitlines()]
     return [(int(r[0]), float(r[1]), int(r[3])) for r in rows[1:]]

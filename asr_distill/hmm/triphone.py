@@ -1,0 +1,270 @@
+"""Triphone GMM-HMM training (Kaldi's steps/train_deltas.sh): tree stats from the
+previous model's alignments, our phonetic decision tree, one Gaussian per leaf from
+the tree stats (gmm-init-model), alignments converted through the new tree
+(convert-ali), then EM with realignment and mixing up.
+
+``build-tree`` writes a tree dir: ``tree`` (Kaldi binary ContextDependency),
+``tree.txt`` (readable dump), ``tree_stats.npz``, ``questions.txt``; ``train-tri``
+builds (or reuses) one and writes a model dir like ``train-mono``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+import kaldi_hmm_gmm as khg
+import numpy as np
+
+from asr_distill.config import save_config
+from asr_distill.errors import InputError
+from asr_distill.hmm.align import AlignOptions, phone_segments, read_alignments
+from asr_distill.hmm.context_dep import Tree
+from asr_distill.hmm.em import EstimateOptions, accumulate, estimate
+from asr_distill.hmm.model import GmmHmm, make_diag_gmm, read_topo_text
+from asr_distill.hmm.questions import make_questions, read_questions, read_roots
+from asr_distill.hmm.train import TrainingData, _write_curve, load_training_data, run_em
+from asr_distill.hmm.tree import build_tree, leaf_stats
+from asr_distill.hmm.tree_stats import TreeStats, accumulate_tree_stats
+from asr_distill.io import atomic_open, is_done, mark_done
+from asr_distill.logging_setup import add_file_log
+
+log = logging.getLogger(__name__)
+
+TREE_DUMP_FILE = "tree.txt"
+TREE_STATS_FILE = "tree_stats.npz"
+
+
+@dataclasses.dataclass
+class TreeConfig:
+    """Decision-tree options (Kaldi's build-tree): num_leaves: most leaves before
+    post-clustering [2000]; min_count: least frames on each side of a split [100];
+    thresh: least likelihood gain of a split [300, Kaldi's]; cluster_thresh for
+    post-clustering (-1: the smallest gain of an accepted split, as Kaldi) [-1]."""
+
+    num_leaves: int = 2000
+    min_count: float = 100.0
+    thresh: float = 300.0
+    cluster_thresh: float = -1.0
+
+
+@dataclasses.dataclass
+class TriConfig:
+    """Triphone training (defaults of Kaldi's steps/train_deltas.sh; tree options in
+    ``tree``): tot_gauss [10000], num_iters [35], max_iter_inc [25], realign_iters
+    [10, 20, 30], boost_silence [1.0], beam [10], retry_beam [40], power [0.25], nj [1]."""
+
+    tree: TreeConfig = dataclasses.field(default_factory=TreeConfig)
+    tot_gauss: int = 10000
+    num_iters: int = 35
+    max_iter_inc: int = 25
+    realign_iters: list[int] = dataclasses.field(default_factory=lambda: [10, 20, 30])
+    boost_silence: float = 1.0
+    beam: float = 10.0
+    retry_beam: float = 40.0
+    power: float = 0.25
+    nj: int = 1
+
+    def __post_init__(self) -> None:
+        if isinstance(self.tree, dict):  # from YAML
+            self.tree = TreeConfig(**self.tree)
+
+
+def _ci_phones(lang_dir: Path) -> list[int]:
+    path = lang_dir / "phones" / "context_indep.int"
+    return [int(x) for x in path.read_text().split()] if path.is_file() else []
+
+
+def make_tree(
+    data: TrainingData,
+    ali_model: GmmHmm,
+    alignments: Mapping[str, np.ndarray],
+    config: TreeConfig,
+    tree_dir: Path,
+) -> tuple[Tree, TreeStats]:
+    """acc-tree-stats + cluster-phones + compile-questions + build-tree; writes the
+    tree dir's files (atomically)."""
+    lang_dir = data.lang.path
+    stats = accumulate_tree_stats(
+        ali_model.trans_model, alignments, data.feats, ci_phones=_ci_phones(lang_dir)
+    )
+    log.info("tree stats: %d events over %.0f frames", stats.num_events, stats.counts.sum())
+    phones_dir = lang_dir / "phones"
+    topo = read_topo_text((lang_dir / "topo").read_text(encoding="utf-8"), lang_dir / "topo")
+    num_classes = topo.get_phone_to_num_pdf_classes()
+    questions = make_questions(
+        stats, read_questions(phones_dir / "sets.int"),
+        read_questions(phones_dir / "extra_questions.int"), num_classes,
+    )  # fmt: skip
+    tree = build_tree(
+        stats, read_roots(phones_dir / "roots.int"), questions, num_leaves=config.num_leaves,
+        phone2num_pdf_classes=num_classes, min_count=config.min_count, thresh=config.thresh,
+        cluster_thresh=config.cluster_thresh,
+    )  # fmt: skip
+    tree_dir.mkdir(parents=True, exist_ok=True)
+    tree.write(tree_dir / "tree")
+    phone_names = {i: p for p, i in data.lang.phones.items()}
+    with atomic_open(tree_dir / TREE_DUMP_FILE) as f:
+        f.write(tree.dump(phone_names))
+    with atomic_open(tree_dir / "questions.txt") as f:
+        for key, qs in sorted(questions.items()):
+            for q in qs:
+                f.write(f"{key} " + " ".join(phone_names.get(p, str(p)) for p in q) + "\n")
+    stats.save(tree_dir / TREE_STATS_FILE)
+    info = tree.build_info
+    log.info("tree: %d leaves%s", tree.num_pdfs, f" ({info})" if info else "")
+    return tree, stats
+
+
+def init_from_tree(tree: Tree, stats: TreeStats, topo_text: str) -> GmmHmm:
+    """gmm-init-model: a TransitionModel on the tree and one Gaussian per leaf, with the
+    leaf's pooled mean and variance from the tree stats."""
+    ctx = tree.to_context_dependency()
+    topo = read_topo_text(topo_text)
+    tm = khg.TransitionModel(ctx_dep=ctx, hmm_topo=topo)
+    counts, means, variances = leaf_stats(tree, stats)
+    am = khg.AmDiagGmm()
+    for p in range(tree.num_pdfs):
+        am.add_pdf(make_diag_gmm(np.ones(1), 1.0 / variances[p : p + 1], means[p : p + 1]))
+    if (counts == 0).any():
+        log.warning("%d leaves have no data; they start from the global Gaussian",
+                    int((counts == 0).sum()))  # fmt: skip
+    return GmmHmm(ctx, topo_text, tm, am)
+
+
+def convert_alignments(
+    old: GmmHmm, new: GmmHmm, alignments: Mapping[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """convert-ali: map each frame's transition-id to the new model's, keeping the
+    phone, HMM state and transition index; the new pdfs come from the new tree with
+    the phone's left and right neighbours in the alignment as context."""
+    otm, ntm = old.trans_model, new.trans_model
+    n_state2id = ntm.state2id
+    tstate_of = {}
+    for ts, t in enumerate(ntm.tuples, start=1):
+        tstate_of[tuple(t.__getstate__())] = ts  # (phone, hmm_state, fwd pdf, loop pdf)
+    o_id2state, o_state2id = otm.id2state, otm.state2id
+    o_hmm_state = [t.__getstate__()[1] for t in otm.tuples]
+    topo = new.topo
+    width, centre = new.ctx_dep.context_width, new.ctx_dep.central_position
+    out: dict[str, np.ndarray] = {}
+    for utt, tids in alignments.items():
+        segs = phone_segments(old, tids)
+        phones = [p for p, _, _ in segs]
+        new_tids = np.empty_like(tids)
+        for i, (phone, start, dur) in enumerate(segs):
+            ctx = [
+                phones[i + k - centre] if 0 <= i + k - centre < len(phones) else 0
+                for k in range(width)
+            ]
+            entries = topo.topology_for_phone(phone)
+            for t in range(start, start + dur):
+                tid = int(tids[t])
+                ts = o_id2state[tid]
+                trans_index = tid - o_state2id[ts]
+                hmm_state = o_hmm_state[ts - 1]
+                e = entries[hmm_state]
+                ok1, fpdf = new.ctx_dep.compute(ctx, e.forward_pdf_class)
+                ok2, spdf = new.ctx_dep.compute(ctx, e.self_loop_pdf_class)
+                key = (phone, hmm_state, fpdf, spdf)
+                if not (ok1 and ok2) or key not in tstate_of:
+                    raise ValueError(f"{utt}: cannot convert frame {t} (context {ctx})")
+                new_tids[t] = n_state2id[tstate_of[key]] + trans_index
+        out[utt] = new_tids
+    return out
+
+
+def _start(out_dir: Path, force: bool, log_name: str):
+    if is_done(out_dir) and not force:
+        log.info("%s is complete; nothing to do (use --force to redo)", out_dir)
+        return None
+    (out_dir / ".done").unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return add_file_log(out_dir / "log" / log_name)
+
+
+def build_tree_dir(
+    data_dir: str | Path,
+    lang_dir: str | Path,
+    ali_dir: str | Path,
+    tree_dir: str | Path,
+    config: TreeConfig | None = None,
+    *,
+    force: bool = False,
+) -> Tree | None:
+    """The ``build-tree`` step: a tree dir from a data dir and an alignment dir."""
+    config = config or TreeConfig()
+    tree_dir = Path(tree_dir)
+    handler = _start(tree_dir, force, "build-tree.log")
+    if handler is None:
+        return None
+    try:
+        save_config(config, tree_dir / "config.yaml")
+        data = load_training_data(data_dir, lang_dir)
+        tree, _ = make_tree(data, GmmHmm.load(ali_dir), read_alignments(ali_dir), config,
+                            tree_dir)  # fmt: skip
+        mark_done(tree_dir)
+        return tree
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def train_tri(
+    data_dir: str | Path,
+    lang_dir: str | Path,
+    ali_dir: str | Path,
+    out_dir: str | Path,
+    config: TriConfig | None = None,
+    *,
+    force: bool = False,
+) -> GmmHmm | None:
+    """Triphone training on the alignments of ``ali_dir`` (e.g. of the mono model)."""
+    config = config or TriConfig()
+    out_dir = Path(out_dir)
+    handler = _start(out_dir, force, "train.log")
+    if handler is None:
+        return None
+    try:
+        save_config(config, out_dir / "config.yaml")
+        data = load_training_data(data_dir, lang_dir)
+        old = GmmHmm.load(ali_dir)
+        old_ali = {u: a for u, a in read_alignments(ali_dir).items() if u in data.feats}
+        if not old_ali:
+            raise InputError("no alignments for the utterances of the data dir", ali_dir)
+        log.info("train-tri: %d utterances, %d with alignments from %s",
+                 len(data.feats), len(old_ali), ali_dir)  # fmt: skip
+        tree, stats = make_tree(data, old, old_ali, config.tree, out_dir)
+        model = init_from_tree(tree, stats, (Path(lang_dir) / "topo").read_text("utf-8"))
+        alignments = convert_alignments(old, model, old_ali)
+        est = EstimateOptions(power=config.power)
+        num_gauss = tree.num_pdfs
+        stats0 = accumulate(model, alignments, data.feats)
+        estimate(model, stats0, est, mixup=num_gauss)
+        log.info(
+            "iter 0 (converted alignments): avg log-likelihood per frame %.4f over %d "
+            "frames; %d pdfs",
+            stats0.like_per_frame,
+            stats0.num_frames,
+            model.num_pdfs,
+        )
+        curve = [(0, stats0.like_per_frame, stats0.num_frames, model.num_gauss, 0)]
+        _write_curve(out_dir, curve)
+        run_em(
+            model, data, alignments, num_iters=config.num_iters,
+            realign_iters=config.realign_iters, max_iter_inc=config.max_iter_inc,
+            num_gauss=num_gauss, tot_gauss=config.tot_gauss, estimate_opts=est,
+            align_opts=AlignOptions(beam=config.beam, retry_beam=config.retry_beam,
+                                    boost_silence=config.boost_silence),
+            nj=config.nj, out_dir=out_dir, curve=curve,
+        )  # fmt: skip
+        model.save(out_dir)
+        log.info("train-tri: %d pdfs, %d Gaussians -> %s", model.num_pdfs, model.num_gauss,
+                 out_dir)  # fmt: skip
+        mark_done(out_dir)
+        return model
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
