@@ -1,13 +1,17 @@
-"""Shared fixtures: a tiny Kaldi data directory with synthetic audio."""
+"""Shared fixtures: a tiny Kaldi data directory with synthetic audio, and a small
+real-speech system (synthetic corpus, MFCC, lang dir, monophone GMM-HMM) for the GMM,
+graph and decoding tests, built once per session through the recipe's CLI steps."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
+from asr_distill.cli import main
 from asr_distill.data.kaldi_dir import DataDir, write_data_dir
 
 
@@ -44,3 +48,53 @@ def write_tiny_data_dir(
 @pytest.fixture
 def tiny_data_dir(tmp_path: Path) -> Path:
     return write_tiny_data_dir(tmp_path)
+
+
+TOOLS = ("flite", "espeak-ng", "sox")
+
+
+@pytest.fixture(scope="session")
+def gmm_system(tmp_path_factory) -> Path:
+    """Root dir with data/{train,dev}_mfcc and data/lang (about 4 minutes of speech)."""
+    if any(shutil.which(t) is None for t in TOOLS):
+        pytest.skip(f"needs {', '.join(TOOLS)} (scripts/setup.sh installs them)")
+    root = tmp_path_factory.mktemp("gmm")
+    corpus, data = root / "corpus", root / "data"
+
+    def run(*args: str) -> None:
+        assert main([str(a) for a in args]) == 0, args
+
+    run("make-synth-corpus", "--out", corpus, "--hours", "0.08", "--seed", "5", "--nj", "2")
+    for split in ("train", "dev"):
+        run("prepare-librispeech", "--corpus-dir", corpus, "--subset", split, "--out",
+            data / split)  # fmt: skip
+        run("compute-feats", "--kind", "mfcc", "--nj", "2", data / split,
+            data / f"{split}_mfcc")  # fmt: skip
+    run("prepare-dict", "--extra-text", data / "dev", data / "train", data / "local" / "dict")
+    run("prepare-lang", data / "local" / "dict", data / "lang")
+    return root
+
+
+@pytest.fixture(scope="session")
+def mono(gmm_system: Path) -> Path:
+    """A monophone model trained on the fixture's train set (12 iterations)."""
+    exp = gmm_system / "exp" / "mono"
+    data, lang = gmm_system / "data" / "train_mfcc", gmm_system / "data" / "lang"
+    assert main(["train-mono", "--nj", "2", "--num-iters", "12", "--tot-gauss", "300",
+                 str(data), str(lang), str(exp)]) == 0  # fmt: skip
+    return exp
+
+
+@pytest.fixture(scope="session")
+def lang_test(gmm_system: Path) -> Path:
+    """data/lang_test: the fixture's lang dir plus a G.fst from a bigram LM trained on
+    the train and dev transcripts (so oracle decoding can reach every reference)."""
+    data = gmm_system / "data"
+    out = data / "lang_test"
+    if not (out / "G.fst").is_file():
+        args = ["train-lm", "--order", "2", "--vocab", data / "lang" / "words.txt", "--unk",
+                "<UNK>", data / "train", data / "dev", gmm_system / "lm"]  # fmt: skip
+        assert main([str(a) for a in args]) == 0
+        assert main(["make-g", str(gmm_system / "lm" / "lm.arpa"), str(data / "lang"),
+                     str(out)]) == 0  # fmt: skip
+    return out

@@ -14,6 +14,7 @@ import sys
 from asr_distill import __version__
 from asr_distill.cli import (
     data_cmds,
+    decode_cmds,
     feature_cmds,
     framestore_cmds,
     hmm_cmds,
@@ -27,6 +28,7 @@ from asr_distill.logging_setup import setup_logging
 
 COMMAND_MODULES = (
     data_cmds,
+    decode_cmds,
     feature_cmds,
     framestore_cmds,
     hmm_cmds,

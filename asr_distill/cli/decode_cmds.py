@@ -1,0 +1,69 @@
+"""Decoding and scoring subcommands: decode, score."""
+
+from __future__ import annotations
+
+import argparse
+
+from asr_distill.config import load_config
+from asr_distill.decode.decode import DecodeConfig, decode_data_dir
+from asr_distill.decode.score import read_best_lmwt, score_decode_dir
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "decode",
+        help="decode a data dir with HCLG and a GMM-HMM (Kaldi's decode.sh)",
+        description="Decode DATA (MFCC + CMVN; deltas added) with GRAPH_DIR/HCLG.fst and "
+        "MODEL_DIR's GMM-HMM using Kaldi's LatticeFasterDecoder, once per LM weight "
+        "(acoustic scale 1/LMWT). Writes DECODE_DIR/hyp.<LMWT>.txt, summary.yaml and "
+        "log/decode.log (real-time factor).",
+        epilog="example: asr-distill decode exp/tri1/graph exp/tri1 data/dev_mfcc "
+        "exp/tri1/decode_dev --nj 2",
+    )
+    p.add_argument("graph_dir")
+    p.add_argument("model_dir")
+    p.add_argument("data")
+    p.add_argument("decode_dir")
+    p.add_argument("--config", help="YAML file of DecodeConfig options")
+    p.add_argument("--nj", type=int, default=1, help="decoding processes (1)")
+    p.add_argument("--beam", type=float, default=None, help="(13)")
+    p.add_argument("--lattice-beam", type=float, default=None, help="(8)")
+    p.add_argument("--max-active", type=int, default=None, help="(7000)")
+    p.add_argument("--lmwts", type=float, nargs="+", default=None, help="(7 9 11 13 15 17)")
+    p.add_argument("--force", action="store_true", help="redo a finished output")
+    p.set_defaults(func=_decode)
+
+    p = sub.add_parser(
+        "score",
+        help="WER of a decode dir (jiwer), per LM weight; best or fixed weight",
+        description="Score DECODE_DIR's hyp.<LMWT>.txt against DATA/text: wer.<LMWT>, "
+        "per_utt.<LMWT>, best_wer, scores.yaml. Choose the LM weight on dev (default: "
+        "best) and apply it unchanged to test with --lmwt-from DEV_DECODE_DIR.",
+        epilog="example: asr-distill score exp/tri1/decode_test data/test "
+        "--lmwt-from exp/tri1/decode_dev",
+    )
+    p.add_argument("decode_dir")
+    p.add_argument("data")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--lmwt", type=float, default=None, help="report this LM weight")
+    g.add_argument("--lmwt-from", default=None, help="use the LM weight chosen in this dir")
+    p.set_defaults(func=_score)
+
+
+def _decode(args: argparse.Namespace) -> int:
+    config = load_config(
+        DecodeConfig, args.config, beam=args.beam, lattice_beam=args.lattice_beam,
+        max_active=args.max_active, lmwts=args.lmwts,
+    )  # fmt: skip
+    decode_data_dir(
+        args.graph_dir, args.model_dir, args.data, args.decode_dir, config, nj=args.nj,
+        force=args.force,
+    )  # fmt: skip
+    return 0
+
+
+def _score(args: argparse.Namespace) -> int:
+    lmwt = read_best_lmwt(args.lmwt_from) if args.lmwt_from else args.lmwt
+    result = score_decode_dir(args.decode_dir, args.data, lmwt=lmwt)
+    print(f"{result.kaldi_line()} lmwt {result.lmwt:g}")
+    return 0

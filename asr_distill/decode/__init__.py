@@ -1,0 +1,1 @@
+"""Decoding with HCLG (Kaldi's LatticeFasterDecoder) and scoring (WER, frame accuracy)."""

@@ -1,0 +1,218 @@
+"""WFST decoding of a data dir with HCLG and Kaldi's LatticeFasterDecoder
+(kaldi-hmm-gmm), from a GMM-HMM (``DecodableAmDiagGmmScaled``) or from any frame
+log-likelihoods over pdfs, such as a hybrid DNN's (``DecodableCtc``).
+
+kaldi-hmm-gmm's decoder returns the one-best path, not a lattice, so the LM-weight
+sweep of Kaldi's score.sh is done by decoding once per acoustic scale 1/LMWT. The
+decoder holds the GIL: ``nj > 1`` decodes in forked worker processes.
+
+A decode dir holds ``hyp.<LMWT>.txt`` (Kaldi ``text`` format) for each LM weight,
+``config.yaml``, ``log/decode.log`` (real-time factor) and ``.done``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import multiprocessing
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import kaldi_hmm_gmm as khg
+import kaldifst
+import numpy as np
+import torch
+
+from asr_distill.config import save_config
+from asr_distill.errors import InputError
+from asr_distill.hmm.model import GmmHmm
+from asr_distill.io import atomic_open, is_done, mark_done
+from asr_distill.logging_setup import add_file_log
+
+log = logging.getLogger(__name__)
+
+FRAME_SHIFT_S = 0.01
+
+
+@dataclasses.dataclass
+class DecodeConfig:
+    """Decoder options (Kaldi's decode.sh defaults): beam [13], lattice_beam [8],
+    max_active [7000], min_active [200]; lmwts: LM weights to decode at, each with
+    acoustic scale 1/LMWT [7, 9, 11, 13, 15, 17]; allow_partial: output the best
+    partial path when no final state is reached [True]."""
+
+    beam: float = 13.0
+    lattice_beam: float = 8.0
+    max_active: int = 7000
+    min_active: int = 200
+    lmwts: list[float] = dataclasses.field(default_factory=lambda: [7, 9, 11, 13, 15, 17])
+    allow_partial: bool = True
+
+
+def hyp_file(lmwt: float) -> str:
+    return f"hyp.{lmwt:g}.txt"
+
+
+def read_symbols(path: str | Path) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for lineno, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        fields = line.split()
+        if len(fields) != 2 or not fields[1].isdigit():
+            raise InputError("expected 'symbol id'", path, lineno)
+        out[int(fields[1])] = fields[0]
+    return out
+
+
+def pdf_loglikes_to_tid_columns(model: GmmHmm, pdf_loglikes: np.ndarray) -> np.ndarray:
+    """(T, num_pdfs) -> (T, num_tids): column ``tid - 1`` holds the log-likelihood of
+    ``pdf(tid)``, the layout ``DecodableCtc`` reads (it has no bounds check)."""
+    pdf_of = np.asarray(model.trans_model.id2pdf_id[1:], np.int64)  # (num_tids,)
+    if pdf_loglikes.shape[1] != model.num_pdfs:
+        raise ValueError(f"{pdf_loglikes.shape[1]} log-likelihood columns, {model.num_pdfs} pdfs")
+    return np.ascontiguousarray(pdf_loglikes[:, pdf_of], np.float32)
+
+
+# Set in the parent before forking.
+_STATE: dict = {}
+
+
+def _decode_chunk(utts: Sequence[str]) -> list[tuple[str, float, list[int] | None, int]]:
+    """(utt, lmwt, word ids or None, frames) for each utterance and LM weight."""
+    torch.set_num_threads(1)
+    st = _STATE
+    cfg: DecodeConfig = st["config"]
+    model: GmmHmm = st["model"]
+    graph = kaldifst.StdVectorFst.read(str(st["graph"]))
+    dcfg = khg.LatticeFasterDecoderConfig(
+        beam=cfg.beam, lattice_beam=cfg.lattice_beam, max_active=cfg.max_active,
+        min_active=cfg.min_active,
+    )  # fmt: skip
+    decoder = khg.LatticeFasterDecoder(graph, dcfg)
+    out = []
+    for utt in utts:
+        source = st["source"](utt)  # (T, D) features or (T, num_pdfs) log-likelihoods
+        for lmwt in cfg.lmwts:
+            scale = 1.0 / lmwt
+            if st["kind"] == "gmm":
+                decodable = khg.DecodableAmDiagGmmScaled(
+                    am=model.am, tm=model.trans_model, feats=source, scale=scale
+                )
+            else:
+                decodable = khg.DecodableCtc(pdf_loglikes_to_tid_columns(model, source * scale))
+            ok, _, words, _ = khg.decode_utterance_lattice_faster(
+                decoder=decoder, decodable=decodable, trans_model=model.trans_model, utt=utt,
+                allow_partial=cfg.allow_partial,
+            )  # fmt: skip
+            out.append((utt, lmwt, list(words) if ok else None, len(source)))
+    return out
+
+
+def decode(
+    graph_dir: str | Path,
+    model: GmmHmm,
+    utts: Sequence[str],
+    source: Callable[[str], np.ndarray],
+    config: DecodeConfig,
+    *,
+    kind: str = "gmm",
+    nj: int = 1,
+) -> dict[float, dict[str, list[str] | None]]:
+    """Decode ``utts``: ``source(utt)`` gives GMM features (``kind='gmm'``) or
+    (T, num_pdfs) log-likelihoods (``kind='loglikes'``). Returns, per LM weight,
+    utt -> words (None where decoding failed)."""
+    graph_dir = Path(graph_dir)
+    graph = graph_dir / "HCLG.fst"
+    if not graph.is_file():
+        raise InputError("missing HCLG.fst: run mkgraph first", graph_dir)
+    words = read_symbols(graph_dir / "words.txt")
+    _STATE.update(config=config, model=model, graph=graph, source=source, kind=kind)
+    try:
+        if nj <= 1 or len(utts) < 2 * nj:
+            results = _decode_chunk(list(utts))
+        else:
+            bounds = np.linspace(0, len(utts), nj * 4 + 1).astype(int)
+            chunks = [list(utts[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
+            with multiprocessing.get_context("fork").Pool(nj) as pool:
+                results = [r for part in pool.map(_decode_chunk, chunks) for r in part]
+    finally:
+        _STATE.clear()
+    out: dict[float, dict[str, list[str] | None]] = {w: {} for w in config.lmwts}
+    for utt, lmwt, ids, _ in results:
+        out[lmwt][utt] = None if ids is None else [words.get(i, f"<{i}>") for i in ids]
+    return out
+
+
+def decode_data_dir(
+    graph_dir: str | Path,
+    model_dir: str | Path,
+    data_dir: str | Path,
+    decode_dir: str | Path,
+    config: DecodeConfig | None = None,
+    *,
+    nj: int = 1,
+    force: bool = False,
+) -> dict | None:
+    """The ``decode`` step with a GMM-HMM: decode ``data_dir`` (MFCC + CMVN, deltas
+    added) with ``graph_dir/HCLG.fst`` into ``decode_dir``."""
+    from asr_distill.hmm.feats import load_gmm_features
+
+    config = config or DecodeConfig()
+    decode_dir = Path(decode_dir)
+    if is_done(decode_dir) and not force:
+        log.info("%s is complete; nothing to do (use --force to redo)", decode_dir)
+        return None
+    (decode_dir / ".done").unlink(missing_ok=True)
+    decode_dir.mkdir(parents=True, exist_ok=True)
+    handler = add_file_log(decode_dir / "log" / "decode.log")
+    try:
+        save_config(config, decode_dir / "config.yaml")
+        model = GmmHmm.load(model_dir)
+        feats = load_gmm_features(data_dir)
+        utts = sorted(feats)
+        start = time.perf_counter()
+        hyps = decode(graph_dir, model, utts, feats.__getitem__, config, kind="gmm", nj=nj)
+        return write_decode_dir(decode_dir, hyps, feats, time.perf_counter() - start, nj)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def write_decode_dir(
+    decode_dir: Path,
+    hyps: Mapping[float, Mapping[str, list[str] | None]],
+    frames: Mapping[str, np.ndarray],
+    seconds: float,
+    nj: int,
+) -> dict:
+    """Write ``hyp.<LMWT>.txt`` files and the summary; log failures and the RTF."""
+    num_frames = sum(len(x) for x in frames.values())
+    audio_s = num_frames * FRAME_SHIFT_S
+    # Real-time factor per decoding pass (one LM weight), in CPU-seconds per second.
+    rtf = seconds * nj / max(audio_s, 1e-9) / max(len(hyps), 1)
+    failed = set()
+    for lmwt, by_utt in hyps.items():
+        with atomic_open(decode_dir / hyp_file(lmwt)) as f:
+            for utt in sorted(by_utt):
+                words = by_utt[utt]
+                if words is None:
+                    failed.add(utt)
+                    words = []
+                f.write(f"{utt} {' '.join(words)}".rstrip() + "\n")
+    summary = {
+        "utterances": len(frames), "audio_seconds": round(audio_s, 2),
+        "wall_seconds": round(seconds, 2), "lmwts": list(hyps), "nj": nj,
+        "real_time_factor": round(rtf, 4), "failed": sorted(failed),
+    }  # fmt: skip
+    log.info(
+        "decoded %d utterances (%.1f s of audio) at %d LM weight(s) in %.1f s with %d job(s): "
+        "real-time factor %.3f per pass (CPU-seconds per second of audio); %d failed",
+        len(frames), audio_s, len(hyps), seconds, nj, rtf, len(failed),
+    )  # fmt: skip
+    with atomic_open(decode_dir / "summary.yaml") as f:
+        import yaml
+
+        yaml.safe_dump(summary, f, sort_keys=False)
+    mark_done(decode_dir)
+    return summary
