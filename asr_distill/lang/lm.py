@@ -60,6 +60,7 @@ reported. ``ppl = 10 ** (-logprob / (words - skipped_oovs + sentences))``;
 from __future__ import annotations
 
 import dataclasses
+import gzip
 import logging
 import math
 from collections import Counter, defaultdict
@@ -150,7 +151,8 @@ class LmConfig:
 def iter_sentences(paths: Iterable[str | Path], *, kaldi_text: bool = False) -> Iterator[list[str]]:
     """Yield the words of each non-blank line of each text file, in order.
 
-    With ``kaldi_text`` the first field (utterance id) is dropped. A path that is a
+    Files named ``.gz`` are read through gzip. With ``kaldi_text`` the first field
+    (utterance id) is dropped. A path that is a
     directory is a Kaldi data dir: its ``text`` is read with the ids dropped, whatever
     ``kaldi_text`` says (so plain LM text and Kaldi transcripts mix). A leading ``<s>`` and
     a trailing ``</s>`` are stripped; either anywhere else is an error. Raises
@@ -163,7 +165,8 @@ def iter_sentences(paths: Iterable[str | Path], *, kaldi_text: bool = False) -> 
             path, strip_id = path / "text", True
         num = 0
         try:
-            f = open(path, "rb")  # noqa: SIM115 (closed below; decoded line by line)
+            # closed below; decoded line by line
+            f = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # noqa: SIM115
         except OSError as e:
             raise InputError(f"cannot read: {e.strerror}", path) from None
         with f:
@@ -363,7 +366,8 @@ class BackoffLM:
 
     @classmethod
     def read_arpa(cls, path: str | Path) -> BackoffLM:
-        """Read a plain-text ARPA file; malformed lines raise :class:`InputError`.
+        """Read an ARPA file (plain, or gzip-compressed when named ``.gz``); malformed
+        lines raise :class:`InputError`.
 
         Text before ``\\data\\`` is ignored; the ``ngram n=count`` header must match
         the sections.
@@ -373,7 +377,8 @@ class BackoffLM:
         tables: list[dict[NGram, tuple[float, float | None]]] = []
         state = "preamble"
         try:
-            f = open(path, "rb")  # noqa: SIM115 (closed below; decoded line by line)
+            # closed below; decoded line by line
+            f = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # noqa: SIM115
         except OSError as e:
             raise InputError(f"cannot read: {e.strerror}", path) from None
         with f:

@@ -353,6 +353,17 @@ def test_arpa_loads_with_kaldilm(tmp_path, capfd):
         assert any(a[2] == label and abs(float(a[4]) - cost) < 1e-4 for a in arcs), g
 
 
+def test_gzipped_arpa_reads_like_plain(tmp_path):
+    import gzip
+
+    model, _, _ = train_kn_lm(toy_corpus(), LmConfig(order=3))
+    arpa = tmp_path / "lm.arpa"
+    model.write_arpa(arpa)
+    gz = tmp_path / "lm.arpa.gz"
+    gz.write_bytes(gzip.compress(arpa.read_bytes()))
+    assert BackoffLM.read_arpa(gz).ngrams == BackoffLM.read_arpa(arpa).ngrams
+
+
 # ----------------------------------------------------------------- bad input
 
 

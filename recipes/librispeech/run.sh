@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# LibriSpeech recipe: download (checksummed, resumable) -> data dirs -> features ->
+# lexicon/lang (LibriSpeech lexicon) -> G.fst (OpenSLR 3-gram) -> mono -> tri1 -> alignments.
+#   recipes/librispeech/run.sh [--stage N] [--stop-stage M] [--nj J] [--mini true]
+#                              [--corpus-dir DIR] [--work-dir DIR] [--url-base URL]
+# --mini true trains on train-clean-5 and uses dev-clean-2 as dev and test.
+# A corpus already under --corpus-dir (LibriSpeech/<subset> or <subset>) is not
+# downloaded again; --download false skips downloads altogether.
+set -euo pipefail
+
+# ---- configuration (override with --name value) ----
+stage=0
+stop_stage=100
+nj=2
+mini=false
+download=true
+corpus_dir=corpora/librispeech
+lm_dir=corpora/librispeech/lm
+work_dir=exp/librispeech
+url_base=https://www.openslr.org/resources
+# ----------------------------------------------------
+
+. "$(dirname "${BASH_SOURCE[0]}")/../shared/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../shared/parse_options.sh"
+recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+if [ "$mini" = true ]; then
+  conf=$recipe_dir/conf/mini.yaml
+  train_set=train-clean-5 dev_set=dev-clean-2 test_set=dev-clean-2
+else
+  conf=$recipe_dir/conf/default.yaml
+  train_set=train-clean-100 dev_set=dev-clean test_set=test-clean
+fi
+lm_file=$(yaml_get "$conf" lm_file)
+mono_shortest=$(yaml_get "$conf" mono_shortest)
+mono_iters=$(yaml_get "$conf" mono_iters)
+mono_gauss=$(yaml_get "$conf" mono_gauss)
+tri1_leaves=$(yaml_get "$conf" tri1_leaves)
+tri1_gauss=$(yaml_get "$conf" tri1_gauss)
+tri1_iters=$(yaml_get "$conf" tri1_iters)
+
+data=$work_dir/data
+exp=$work_dir/exp
+dl=()
+[ "$download" = true ] && dl=(--download --url-base "$url_base")
+mkdir -p "$work_dir"
+log "config $conf, work dir $work_dir, nj $nj"
+
+if run_stage 0; then
+  log "Stage 0: LibriSpeech $train_set / $dev_set / $test_set -> Kaldi data dirs"
+  # split name:subset pairs; dev and test may be the same subset (--mini).
+  for pair in "train:$train_set" "dev:$dev_set" "test:$test_set"; do
+    asr-distill prepare-librispeech "${dl[@]}" --corpus-dir "$corpus_dir" \
+      --subset "${pair#*:}" --out "$data/${pair%%:*}"
+  done
+fi
+
+if run_stage 1; then
+  log "Stage 1: LibriSpeech lexicon and $lm_file (OpenSLR 11, checksummed)"
+  if [ "$download" = true ]; then
+    asr-distill download-librispeech-lm --dir "$lm_dir" --url-base "$url_base" \
+      --files librispeech-lexicon.txt "$lm_file"
+  fi
+fi
+
+if run_stage 2; then
+  log "Stage 2: features (fbank for DNNs, MFCC for GMMs) + CMVN"
+  for s in train dev test; do
+    asr-distill compute-feats --kind fbank --nj "$nj" "$data/$s" "$data/${s}_fbank"
+    asr-distill compute-feats --kind mfcc --nj "$nj" "$data/$s" "$data/${s}_mfcc"
+  done
+fi
+
+if run_stage 3; then
+  log "Stage 3: dict from the LibriSpeech lexicon, lang dir, G.fst from $lm_file"
+  asr-distill prepare-dict --source lexicon --lexicon "$lm_dir/librispeech-lexicon.txt" \
+    --extra-words "$lm_dir/librispeech-lexicon.txt" "$data/train" "$data/local/dict"
+  asr-distill prepare-lang "$data/local/dict" "$data/lang"
+  asr-distill lm-perplexity "$lm_dir/$lm_file" "$data/dev" | tee "$work_dir/dev_perplexity.txt"
+  asr-distill make-g "$lm_dir/$lm_file" "$data/lang" "$data/lang_test"
+fi
+
+if run_stage 4; then
+  log "Stage 4: monophone GMM-HMM on the $mono_shortest shortest utterances"
+  asr-distill train-mono --nj "$nj" --num-shortest "$mono_shortest" \
+    --num-iters "$mono_iters" --tot-gauss "$mono_gauss" \
+    "$data/train_mfcc" "$data/lang" "$exp/mono"
+  asr-distill align --nj "$nj" "$data/train_mfcc" "$data/lang" "$exp/mono" "$exp/mono_ali"
+fi
+
+if run_stage 5; then
+  log "Stage 5: tri1 ($tri1_leaves leaves, $tri1_gauss Gaussians) and its alignments"
+  asr-distill train-tri --nj "$nj" --num-leaves "$tri1_leaves" --tot-gauss "$tri1_gauss" \
+    --num-iters "$tri1_iters" "$data/train_mfcc" "$data/lang" "$exp/mono_ali" "$exp/tri1"
+  for s in train dev test; do
+    asr-distill align --nj "$nj" "$data/${s}_mfcc" "$data/lang" "$exp/tri1" "$exp/tri1_ali_$s"
+  done
+fi
+
+log "done (stages $stage..$stop_stage)"
