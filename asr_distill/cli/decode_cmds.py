@@ -29,7 +29,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--beam", type=float, default=None, help="(13)")
     p.add_argument("--lattice-beam", type=float, default=None, help="(8)")
     p.add_argument("--max-active", type=int, default=None, help="(7000)")
-    p.add_argument("--lmwts", type=float, nargs="+", default=None, help="(7 9 11 13 15 17)")
+    p.add_argument(
+        "--lmwts", type=_float_list, default=None,
+        help="LM weights, one argument: '7 9 11' or '7,9,11' (7 9 11 13 15 17)",
+    )  # fmt: skip
     p.add_argument("--force", action="store_true", help="redo a finished output")
     p.set_defaults(func=_decode)
 
@@ -48,6 +51,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--lmwt", type=float, default=None, help="report this LM weight")
     g.add_argument("--lmwt-from", default=None, help="use the LM weight chosen in this dir")
     p.set_defaults(func=_score)
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
+    if not values or min(values) <= 0:
+        raise argparse.ArgumentTypeError(f"LM weights must be positive: {text!r}")
+    return values
 
 
 def _decode(args: argparse.Namespace) -> int:

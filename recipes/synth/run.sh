@@ -28,6 +28,7 @@ mono_gauss=$(yaml_get "$conf" mono_gauss)
 tri1_leaves=$(yaml_get "$conf" tri1_leaves)
 tri1_gauss=$(yaml_get "$conf" tri1_gauss)
 tri1_iters=$(yaml_get "$conf" tri1_iters)
+lmwts=$(yaml_get "$conf" lmwts)
 
 corpus=$work_dir/corpus
 data=$work_dir/data
@@ -99,6 +100,25 @@ if run_stage 8; then
     asr-distill align --nj "$nj" "$data/${s}_mfcc" "$data/lang" "$exp/tri1" "$exp/tri1_ali_$s"
   done
   asr-distill align --nj "$nj" "$data/dev_mfcc" "$data/lang" "$exp/mono" "$exp/mono_ali_dev"
+fi
+
+if run_stage 9; then
+  log "Stage 9: decoding graphs (HCLG) for mono and tri1"
+  for m in mono tri1; do
+    asr-distill mkgraph "$data/lang_test" "$exp/$m" "$exp/$m/graph"
+  done
+fi
+
+if run_stage 10; then
+  log "Stage 10: decode dev and test with mono and tri1; LM weight chosen on dev"
+  for m in mono tri1; do
+    for s in dev test; do
+      asr-distill decode --nj "$nj" --lmwts "$lmwts" "$exp/$m/graph" "$exp/$m" \
+        "$data/${s}_mfcc" "$exp/$m/decode_$s"
+    done
+    asr-distill score "$exp/$m/decode_dev" "$data/dev"
+    asr-distill score --lmwt-from "$exp/$m/decode_dev" "$exp/$m/decode_test" "$data/test"
+  done
 fi
 
 log "done (stages $stage..$stop_stage)"

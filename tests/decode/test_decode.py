@@ -1,0 +1,76 @@
+"""Decoding: the oracle test (graph, decodable and decoder agree) and GMM decoding."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from asr_distill.cli import main
+from asr_distill.decode.decode import DecodeConfig, decode, pdf_loglikes_to_tid_columns
+from asr_distill.decode.score import compute_wer
+from asr_distill.hmm.align import read_alignments
+from asr_distill.hmm.model import GmmHmm
+
+
+@pytest.fixture(scope="module")
+def mono_graph(gmm_system: Path, mono: Path, lang_test: Path) -> Path:
+    graph = gmm_system / "exp" / "mono" / "graph"
+    assert main(["mkgraph", str(lang_test), str(mono), str(graph)]) == 0
+    return graph
+
+
+@pytest.fixture(scope="module")
+def mono_ali(gmm_system: Path, mono: Path) -> Path:
+    ali = gmm_system / "exp" / "mono_ali_oracle"
+    data, lang = gmm_system / "data" / "train_mfcc", gmm_system / "data" / "lang"
+    assert main(["align", "--nj", "2", str(data), str(lang), str(mono), str(ali)]) == 0
+    return ali
+
+
+def test_tid_columns_match_decodable_indexing(mono):
+    model = GmmHmm.load(mono)
+    pdf_ll = np.random.default_rng(0).standard_normal((3, model.num_pdfs)).astype(np.float32)
+    cols = pdf_loglikes_to_tid_columns(model, pdf_ll)
+    assert cols.shape == (3, model.trans_model.num_transition_ids)
+    for tid in (1, 7, model.trans_model.num_transition_ids):
+        pdf = model.trans_model.transition_id_to_pdf(tid)
+        np.testing.assert_array_equal(cols[:, tid - 1], pdf_ll[:, pdf])
+
+
+def test_oracle_loglikes_decode_to_the_reference(gmm_system, mono, mono_graph, mono_ali):
+    """Perfect log-likelihoods from each utterance's forced alignment (0 for the aligned
+    pdf, -1000 elsewhere) decode to its transcript: WER 0 on every aligned utterance."""
+    model = GmmHmm.load(mono)
+    pdfs = read_alignments(mono_ali, "pdf.ark")
+    perfect = {}
+    for utt, p in pdfs.items():
+        m = np.full((len(p), model.num_pdfs), -1000.0, np.float32)  # (T, num_pdfs)
+        m[np.arange(len(p)), p] = 0.0
+        perfect[utt] = m
+    utts = sorted(perfect)
+    hyps = decode(mono_graph, model, utts, perfect.__getitem__, DecodeConfig(lmwts=[1.0]),
+                  kind="loglikes", nj=2)[1.0]  # fmt: skip
+    words = {line.split()[0] for line in (mono_graph / "words.txt").read_text().splitlines()}
+    text = dict(
+        line.split(" ", 1) for line in (gmm_system / "data" / "train" / "text")
+        .read_text().splitlines()
+    )  # fmt: skip
+    refs = {u: " ".join(w if w in words else "<UNK>" for w in text[u].split()) for u in utts}
+    result, rows = compute_wer(refs, {u: " ".join(hyps[u] or []) for u in utts})
+    assert len(utts) >= 50
+    assert result.errors == 0, [r for r in rows if sum(r[3:6])][:3]
+
+
+def test_gmm_decode_and_score(gmm_system, mono, mono_graph):
+    data = gmm_system / "data" / "train_mfcc"
+    out = gmm_system / "exp" / "mono" / "decode_train"
+    assert main(["decode", "--nj", "2", "--lmwts", "8,12", str(mono_graph), str(mono),
+                 str(data), str(out)]) == 0  # fmt: skip
+    assert (out / "hyp.8.txt").is_file() and (out / "hyp.12.txt").is_file()
+    assert "real-time factor" in (out / "log" / "decode.log").read_text()
+    assert main(["score", str(out), str(gmm_system / "data" / "train")]) == 0
+    wer = float((out / "best_wer").read_text().split()[1])
+    # A monophone model decoding its own (seen) training data does far better than chance.
+    assert wer < 60.0
