@@ -22,6 +22,7 @@ from asr_distill.cli import (
     lang_cmds,
     librispeech_cmds,
     lm_cmds,
+    nnet_cmds,
     synth_cmds,
 )
 from asr_distill.errors import InputError
@@ -37,6 +38,7 @@ COMMAND_MODULES = (
     lang_cmds,
     librispeech_cmds,
     lm_cmds,
+    nnet_cmds,
     synth_cmds,
 )
 

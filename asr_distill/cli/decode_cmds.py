@@ -6,13 +6,15 @@ import argparse
 
 from asr_distill.config import load_config
 from asr_distill.decode.decode import DecodeConfig, decode_data_dir
+from asr_distill.decode.dnn import decode_dnn, frame_accuracy_on_store, load_models
 from asr_distill.decode.score import read_best_lmwt, score_decode_dir
+from asr_distill.features.framestore import FrameStore
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "decode",
-        help="decode a data dir with HCLG and a GMM-HMM (Kaldi's decode.sh)",
+        help="decode with HCLG and a GMM-HMM or hybrid DNN(s) (Kaldi's decode.sh)",
         description="Decode DATA (MFCC + CMVN; deltas added) with GRAPH_DIR/HCLG.fst and "
         "MODEL_DIR's GMM-HMM using Kaldi's LatticeFasterDecoder, once per LM weight "
         "(acoustic scale 1/LMWT). Writes DECODE_DIR/hyp.<LMWT>.txt, summary.yaml and "
@@ -21,9 +23,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         "exp/tri1/decode_dev --nj 2",
     )
     p.add_argument("graph_dir")
-    p.add_argument("model_dir")
-    p.add_argument("data")
+    p.add_argument("model_dir", help="GMM-HMM dir (its tree and transition model)")
+    p.add_argument("data", help="MFCC data dir (GMM), or a frame store (with --dnn)")
     p.add_argument("decode_dir")
+    p.add_argument(
+        "--dnn", action="append", default=[], metavar="MODEL",
+        help="decode with this DNN (exp/dnn/final) instead of the GMM: log posterior - log "
+        "prior; repeat for an ensemble (posteriors averaged)",
+    )  # fmt: skip
     p.add_argument("--config", help="YAML file of DecodeConfig options")
     p.add_argument("--nj", type=int, default=1, help="decoding processes (1)")
     p.add_argument("--beam", type=float, default=None, help="(13)")
@@ -52,6 +59,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--lmwt-from", default=None, help="use the LM weight chosen in this dir")
     p.set_defaults(func=_score)
 
+    p = sub.add_parser(
+        "frame-accuracy",
+        help="frame accuracy of DNN(s) (argmax of averaged posteriors) on frame stores",
+        description="Print the share of labelled frames of each STORE whose pdf target is "
+        "the argmax of the DNNs' averaged posteriors.",
+        epilog="example: asr-distill frame-accuracy --dnn exp/dnn/final frames/dev",
+    )
+    p.add_argument("stores", nargs="+", help="frame stores with pdf targets")
+    p.add_argument("--dnn", action="append", required=True, metavar="MODEL")
+    p.set_defaults(func=_frame_accuracy)
+
 
 def _float_list(text: str) -> list[float]:
     try:
@@ -68,10 +86,24 @@ def _decode(args: argparse.Namespace) -> int:
         DecodeConfig, args.config, beam=args.beam, lattice_beam=args.lattice_beam,
         max_active=args.max_active, lmwts=args.lmwts,
     )  # fmt: skip
-    decode_data_dir(
-        args.graph_dir, args.model_dir, args.data, args.decode_dir, config, nj=args.nj,
-        force=args.force,
-    )  # fmt: skip
+    if args.dnn:
+        decode_dnn(
+            args.graph_dir, args.model_dir, args.dnn, args.data, args.decode_dir, config,
+            nj=args.nj, force=args.force,
+        )  # fmt: skip
+    else:
+        decode_data_dir(
+            args.graph_dir, args.model_dir, args.data, args.decode_dir, config, nj=args.nj,
+            force=args.force,
+        )  # fmt: skip
+    return 0
+
+
+def _frame_accuracy(args: argparse.Namespace) -> int:
+    models = load_models(args.dnn)
+    for store_dir in args.stores:
+        acc, frames = frame_accuracy_on_store(models, FrameStore(store_dir))
+        print(f"{store_dir}: frame accuracy {acc:.2f}% over {frames} frames")
     return 0
 
 

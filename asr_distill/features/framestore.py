@@ -417,6 +417,33 @@ def _write_arrays(
     return sha.hexdigest(), num_labelled
 
 
+def _check_same_settings(
+    store: FrameStore, targets: TargetSource | None, cmvn_scp, norm_vars: bool
+) -> None:
+    """A finished store is only reused for the same request: a store built without
+    targets (or CMVN) must not silently stand in for one with them, or the reverse."""
+    meta_path = store.path / META_FILE
+    was_targets = store.meta.get("sources", {}).get("targets")
+    cmvn = store.meta.get("cmvn", {})
+    problems = []
+    if (targets is None) != (was_targets is None):
+        problems.append(
+            f"targets {'given' if targets is not None else 'not given'} now, "
+            f"{'given' if was_targets is not None else 'not given'} then"
+        )
+    elif isinstance(targets, str | Path) and was_targets and \
+            str(Path(targets).resolve()) != str(Path(was_targets).resolve()):  # fmt: skip
+        problems.append(f"targets {targets} now, {was_targets} then")
+    if (cmvn_scp is not None) != bool(cmvn.get("applied")) or \
+            (cmvn_scp is not None and bool(norm_vars) != bool(cmvn.get("norm_vars"))):  # fmt: skip
+        problems.append("CMVN settings differ")
+    if problems:
+        raise InputError(
+            f"a finished frame store built with other settings ({'; '.join(problems)}); "
+            "use --force to rebuild it", meta_path,
+        )  # fmt: skip
+
+
 def build_frame_store(
     out_dir: str | Path,
     feats: FeatureSource,
@@ -452,8 +479,9 @@ def build_frame_store(
     """
     out_dir = Path(out_dir)
     if is_done(out_dir) and not force:
-        log.info("%s is complete; nothing to do (use --force to rebuild)", out_dir)
         store = FrameStore(out_dir)
+        _check_same_settings(store, targets, cmvn_scp, norm_vars)
+        log.info("%s is complete; nothing to do (use --force to rebuild)", out_dir)
         return FrameStoreSummary(
             out_dir,
             store.num_utts,

@@ -342,6 +342,13 @@ def test_rerun_is_noop_unless_forced(tmp_path, utts):
     assert forced.built and FrameStore(tmp_path / "fs").num_frames == 9
 
 
+def test_finished_store_is_not_reused_for_other_settings(tmp_path, utts):
+    build_frame_store(tmp_path / "fs", utts)  # no targets: an unlabelled transfer set
+    with pytest.raises(InputError, match=r"meta\.json: a finished frame store built with other"):
+        build_frame_store(tmp_path / "fs", utts, targets=make_targets(utts))
+    assert build_frame_store(tmp_path / "fs", utts, targets=make_targets(utts), force=True).built
+
+
 def test_num_pdfs_given_and_out_of_range(tmp_path, utts):
     targets = make_targets(utts)
     assert build_frame_store(tmp_path / "a", utts, targets=targets, num_pdfs=100).num_pdfs == 100

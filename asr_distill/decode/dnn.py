@@ -1,0 +1,119 @@
+"""Hybrid DNN scoring of frame stores: log-likelihoods for decoding (log posterior -
+log prior) and frame accuracy, for one model or several whose posteriors are
+averaged (the ensemble row of the paper's Table 1)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from asr_distill.config import save_config
+from asr_distill.decode.decode import DecodeConfig, decode, write_decode_dir
+from asr_distill.errors import InputError
+from asr_distill.features.framestore import FrameStore
+from asr_distill.hmm.model import GmmHmm
+from asr_distill.io import atomic_open, is_done
+from asr_distill.logging_setup import add_file_log
+from asr_distill.nnet.model import SpliceDnn, hybrid_log_likelihoods
+
+log = logging.getLogger(__name__)
+
+
+def load_models(paths: Sequence[str | Path]) -> list[SpliceDnn]:
+    models = [SpliceDnn.load(p).eval() for p in paths]
+    if not models:
+        raise ValueError("no DNN given")
+    first = models[0].config
+    for p, m in zip(paths, models, strict=True):
+        c = m.config
+        if (c.num_pdfs, c.feat_dim) != (first.num_pdfs, first.feat_dim):
+            raise InputError(f"{c.num_pdfs} pdfs / {c.feat_dim}-dim input, but the first "
+                             f"model has {first.num_pdfs} / {first.feat_dim}", p)  # fmt: skip
+    return models
+
+
+@torch.no_grad()
+def ensemble_log_posteriors(models: Sequence[SpliceDnn], store: FrameStore, utt: str | int):
+    """log of the arithmetic mean of the models' posteriors, ``(T, num_pdfs)``; each
+    model splices the utterance with its own context."""
+    total = None
+    for m in models:
+        x = store.utterance(utt, left=m.config.left_context, right=m.config.right_context)
+        p = torch.softmax(m(x).float(), dim=-1)  # (T, P)
+        total = p if total is None else total + p
+    return torch.log(total / len(models))
+
+
+def ensemble_log_priors(models: Sequence[SpliceDnn]) -> torch.Tensor:
+    """log of the mean of the models' priors (identical when trained on the same data)."""
+    return torch.logsumexp(torch.stack([m.log_priors for m in models]), 0) - math.log(len(models))
+
+
+def frame_accuracy_on_store(models: Sequence[SpliceDnn], store: FrameStore) -> tuple[float, int]:
+    """Frame accuracy (%) of the (ensemble) argmax against the store's targets."""
+    correct = total = 0
+    for i in range(store.num_utts):
+        y = store.utterance_targets(i)
+        mask = y >= 0
+        if not mask.any():
+            continue
+        pred = ensemble_log_posteriors(models, store, i).argmax(-1)
+        correct += int((pred[mask] == y[mask]).sum())
+        total += int(mask.sum())
+    return 100.0 * correct / max(total, 1), total
+
+
+def decode_dnn(
+    graph_dir: str | Path,
+    model_dir: str | Path,
+    dnn_paths: Sequence[str | Path],
+    store_dir: str | Path,
+    decode_dir: str | Path,
+    config: DecodeConfig | None = None,
+    *,
+    nj: int = 1,
+    force: bool = False,
+) -> dict | None:
+    """The ``decode --dnn`` step: decode the utterances of the frame store
+    ``store_dir`` with HCLG, the transition model of ``model_dir`` (the GMM-HMM whose
+    tree the DNNs' pdfs come from) and the DNNs' averaged posteriors over priors."""
+    config = config or DecodeConfig()
+    decode_dir = Path(decode_dir)
+    if is_done(decode_dir) and not force:
+        log.info("%s is complete; nothing to do (use --force to redo)", decode_dir)
+        return None
+    (decode_dir / ".done").unlink(missing_ok=True)
+    decode_dir.mkdir(parents=True, exist_ok=True)
+    handler = add_file_log(decode_dir / "log" / "decode.log")
+    try:
+        save_config(config, decode_dir / "config.yaml")
+        with atomic_open(decode_dir / "models.txt") as f:
+            f.writelines(f"{p}\n" for p in dnn_paths)
+        hmm = GmmHmm.load(model_dir)
+        models = load_models(dnn_paths)
+        if models[0].config.num_pdfs != hmm.num_pdfs:
+            raise InputError(f"the DNNs have {models[0].config.num_pdfs} outputs but the tree "
+                             f"has {hmm.num_pdfs} pdfs", model_dir)  # fmt: skip
+        store = FrameStore(store_dir)
+        torch.set_num_threads(1)
+        start = time.perf_counter()
+        log_priors = ensemble_log_priors(models)
+        loglikes = {
+            utt: hybrid_log_likelihoods(
+                ensemble_log_posteriors(models, store, utt), log_priors
+            ).numpy()
+            for utt in store.utt_ids
+        }  # (T, P) each
+        log.info("DNN forward (%d model(s)) over %d utterances: %.1f s", len(models),
+                 len(loglikes), time.perf_counter() - start)  # fmt: skip
+        hyps = decode(graph_dir, hmm, sorted(loglikes), loglikes.__getitem__, config,
+                      kind="loglikes", nj=nj)  # fmt: skip
+        return write_decode_dir(decode_dir, hyps, loglikes, time.perf_counter() - start, nj)
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()

@@ -1,0 +1,1 @@
+"""Hybrid DNN acoustic models: the spliced-window ReLU MLP and its trainer."""

@@ -1,0 +1,414 @@
+"""Frame-level cross-entropy training of a :class:`SpliceDnn` on a frame store, on one
+process or many (``torchrun``: DDP with gloo on CPU, nccl on GPU; data sharded by
+rank so the ranks of one step together see exactly the single-process batch).
+
+The exp dir gets ``final.{safetensors,yaml}`` (the model with the best dev frame
+accuracy, with input normalisation and log-priors inside), ``last.*``,
+``train_curve.csv``, ``config.yaml``, ``log/train.log`` and ``.done``. A checkpoint
+(``checkpoint.pt``: model, optimiser, schedule, RNG and position in the data; read
+back with ``torch.load(weights_only=True)``) is written atomically every
+``checkpoint_every`` steps and at each epoch end; re-running the same command resumes
+from it, and on CPU with a fixed seed ends with the same weights as a run that was
+never interrupted.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+from tqdm import tqdm
+
+from asr_distill.config import save_config
+from asr_distill.errors import InputError
+from asr_distill.features.framestore import FrameStore
+from asr_distill.io import atomic_open, atomic_path, is_done, mark_done
+from asr_distill.logging_setup import add_file_log
+from asr_distill.nnet.model import DnnConfig, SpliceDnn
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FILE = "checkpoint.pt"
+CURVE_FILE = "train_curve.csv"
+CURVE_FIELDS = ["epoch", "step", "lr", "train_loss", "train_frame_acc", "dev_loss",
+                "dev_frame_acc", "seconds"]  # fmt: skip
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """DNN training options.
+
+    Model: hidden_layers [8], hidden_dim [2560], left_context [20], right_context [5].
+    Optimiser: optimizer 'sgd' (momentum [0.9]) or 'adamw' [sgd]; lr [0.008];
+    weight_decay [0]; batch_size: global frames per step [256]; epochs [10].
+    Schedule: 'newbob' (Kaldi nnet1: keep the rate while dev frame accuracy improves by
+    at least newbob_start_halving [0.5] points, then halve it every epoch; stop when an
+    epoch while halving gains less than newbob_end [0.1] points) or 'cosine'
+    (warmup_steps [0] of linear warm-up, then cosine to 0 over the run) or 'constant'.
+    early_stopping: stop after this many epochs without a better dev frame accuracy
+    (0 = off) [0]. data_fraction: train on this deterministic share of the training
+    utterances [1.0]; seed [0] (initialisation and data order); checkpoint_every steps
+    [500]; bf16 autocast and torch.compile for GPUs [off]; device ['auto'].
+    """
+
+    hidden_layers: int = 8
+    hidden_dim: int = 2560
+    left_context: int = 20
+    right_context: int = 5
+    optimizer: str = "sgd"
+    lr: float = 0.008
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    epochs: int = 10
+    schedule: str = "newbob"
+    newbob_start_halving: float = 0.5
+    newbob_end: float = 0.1
+    warmup_steps: int = 0
+    early_stopping: int = 0
+    data_fraction: float = 1.0
+    seed: int = 0
+    checkpoint_every: int = 500
+    bf16: bool = False
+    compile: bool = False
+    fused_optimizer: bool = False
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("sgd", "adamw"):
+            raise ValueError(f"optimizer must be sgd or adamw, not {self.optimizer!r}")
+        if self.schedule not in ("newbob", "cosine", "constant"):
+            raise ValueError(f"schedule must be newbob, cosine or constant, not {self.schedule!r}")
+        if not 0 < self.data_fraction <= 1:
+            raise ValueError(f"data_fraction must be in (0, 1], not {self.data_fraction}")
+        if self.batch_size < 1 or self.epochs < 1 or self.checkpoint_every < 1:
+            raise ValueError("batch_size, epochs and checkpoint_every must be >= 1")
+
+
+@dataclasses.dataclass
+class _Dist:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def _init_distributed(device_kind: str) -> _Dist:
+    """DDP from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK); one process
+    otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device_kind == "cuda" else "gloo")
+    return _Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def _device(config: TrainConfig, d: _Dist) -> torch.device:
+    if config.device != "auto":
+        return torch.device(config.device)
+    if torch.cuda.is_available():
+        return torch.device("cuda", d.local_rank)
+    return torch.device("cpu")
+
+
+def model_config(config: TrainConfig, num_pdfs: int, feat_dim: int) -> DnnConfig:
+    return DnnConfig(
+        num_pdfs=num_pdfs, feat_dim=feat_dim, left_context=config.left_context,
+        right_context=config.right_context, hidden_layers=config.hidden_layers,
+        hidden_dim=config.hidden_dim,
+    )  # fmt: skip
+
+
+def _make_optimizer(config: TrainConfig, params, device: torch.device) -> torch.optim.Optimizer:
+    fused = {"fused": True} if config.fused_optimizer and device.type == "cuda" else {}
+    if config.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **fused)
+    return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
+                           weight_decay=config.weight_decay, **fused)  # fmt: skip
+
+
+@dataclasses.dataclass
+class ScheduleState:
+    """What the learning-rate schedule remembers between epochs (checkpointed)."""
+
+    lr: float
+    halving: bool = False
+    stop: bool = False
+    best_dev_acc: float = -1.0
+    best_epoch: int = -1
+    epochs_since_best: int = 0
+
+
+def lr_at_step(config: TrainConfig, state: ScheduleState, step: int, total_steps: int) -> float:
+    """The learning rate for optimiser step ``step`` (0-based)."""
+    if config.schedule == "cosine":
+        if step < config.warmup_steps:
+            return config.lr * (step + 1) / config.warmup_steps
+        span = max(total_steps - config.warmup_steps, 1)
+        progress = min((step - config.warmup_steps) / span, 1.0)
+        return 0.5 * config.lr * (1.0 + math.cos(math.pi * progress))
+    return state.lr
+
+
+def end_of_epoch(config: TrainConfig, state: ScheduleState, epoch: int, dev_acc: float) -> bool:
+    """Update the schedule with an epoch's dev frame accuracy (in %); True if this is the
+    best epoch so far. Newbob halves the rate once the gain falls below the start
+    threshold and stops when, while halving, it falls below the end threshold."""
+    gain = dev_acc - state.best_dev_acc
+    better = dev_acc > state.best_dev_acc
+    if config.schedule == "newbob" and state.best_dev_acc >= 0:
+        if state.halving and gain < config.newbob_end:
+            state.stop = True
+        if gain < config.newbob_start_halving:
+            state.halving = True
+        if state.halving:
+            state.lr /= 2
+    if better:
+        state.best_dev_acc, state.best_epoch, state.epochs_since_best = dev_acc, epoch, 0
+    else:
+        state.epochs_since_best += 1
+    if config.early_stopping and state.epochs_since_best >= config.early_stopping:
+        state.stop = True
+    return better
+
+
+def _unwrap(model: nn.Module) -> SpliceDnn:
+    inner = getattr(model, "module", model)
+    return getattr(inner, "_orig_mod", inner)
+
+
+def _all_reduce_sums(values: list[float], d: _Dist) -> list[float]:
+    if d.world_size == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module, store: FrameStore, config: TrainConfig, d: _Dist, device: torch.device
+) -> tuple[float, float]:
+    """(mean CE, frame accuracy %) over the labelled frames of ``store`` (sharded over
+    ranks, summed with all_reduce)."""
+    model.eval()
+    loss_sum = correct = count = 0.0
+    for batch in store.batches(
+        max(config.batch_size, 1024), left=config.left_context, right=config.right_context,
+        shuffle=False, rank=d.rank, world_size=d.world_size, labelled_only=True,
+    ):  # fmt: skip
+        if len(batch.targets) == 0:
+            continue
+        x, y = batch.inputs.to(device), batch.targets.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+            logits = model(x)
+        loss_sum += float(nn.functional.cross_entropy(logits.float(), y, reduction="sum"))
+        correct += float((logits.argmax(-1) == y).sum())
+        count += len(y)
+    loss_sum, correct, count = _all_reduce_sums([loss_sum, correct, count], d)
+    model.train()
+    return loss_sum / max(count, 1), 100.0 * correct / max(count, 1)
+
+
+LossFn = Callable[[nn.Module, "object", torch.device], tuple[torch.Tensor, torch.Tensor, int]]
+
+
+def cross_entropy_step(model: nn.Module, batch, device: torch.device):
+    """Summed hard-label CE of a (local) batch, the logits, and the frame count."""
+    x, y = batch.inputs.to(device, non_blocking=True), batch.targets.to(device, non_blocking=True)
+    logits = model(x)  # (B, P)
+    return nn.functional.cross_entropy(logits.float(), y, reduction="sum"), logits, y
+
+
+def train_dnn(
+    train_store: str | Path,
+    dev_store: str | Path,
+    exp_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    force: bool = False,
+    progress: bool = True,
+) -> SpliceDnn | None:
+    """Train a hybrid DNN with cross-entropy on the pdf targets of ``train_store``,
+    keeping the epoch with the best frame accuracy on ``dev_store``."""
+    config = config or TrainConfig()
+    exp_dir = Path(exp_dir)
+    if is_done(exp_dir) and not force:
+        log.info("%s is complete; nothing to do (use --force to retrain)", exp_dir)
+        return None
+    device_kind = "cuda" if (config.device == "auto" and torch.cuda.is_available()) or \
+        config.device.startswith("cuda") else "cpu"  # fmt: skip
+    d = _init_distributed(device_kind)
+    device = _device(config, d)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    handler = None
+    if d.main:
+        if force:
+            (exp_dir / ".done").unlink(missing_ok=True)
+            (exp_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
+        exp_dir.mkdir(parents=True, exist_ok=True)
+        handler = add_file_log(exp_dir / "log" / "train.log")
+    try:
+        return _train(Path(train_store), Path(dev_store), exp_dir, config, d, device, progress)
+    finally:
+        if handler is not None:
+            logging.getLogger().removeHandler(handler)
+            handler.close()
+
+
+def _load_checkpoint(path: Path) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a torn or foreign file: say which, never unpickle freely
+        raise InputError(f"unreadable checkpoint ({e}); delete it to start over", path) from None
+
+
+def _train(
+    train_path: Path, dev_path: Path, exp_dir: Path, config: TrainConfig, d: _Dist,
+    device: torch.device, progress: bool,
+) -> SpliceDnn:  # fmt: skip
+    train = FrameStore(train_path)
+    dev = FrameStore(dev_path)
+    if train.num_pdfs is None or train.num_labelled_frames == 0:
+        raise InputError("the training frame store has no pdf targets", train_path)
+    if config.data_fraction < 1:
+        train = train.subset(config.data_fraction, seed=config.seed)
+    num_pdfs = int(train.num_pdfs)
+    mconf = model_config(config, num_pdfs, train.dim)
+    if d.main:
+        save_config(config, exp_dir / "config.yaml")
+        log.info(
+            "train-dnn: %d x %d ReLU, window %d+1+%d of %d-dim features, %d pdfs, %.2fM "
+            "parameters; %d training utterances / %d labelled frames (fraction %g); %d "
+            "process(es) on %s", mconf.hidden_layers, mconf.hidden_dim, mconf.left_context,
+            mconf.right_context, mconf.feat_dim, num_pdfs, mconf.num_params() / 1e6,
+            train.num_utts, train.num_labelled_frames, config.data_fraction, d.world_size,
+            device,
+        )  # fmt: skip
+    torch.manual_seed(config.seed)
+    model = SpliceDnn(mconf)
+    mean, std = train.feature_stats()
+    model.set_input_stats(mean, std)
+    labels = train.targets[train.frame_indices(labelled_only=True)]
+    model.set_priors(np.bincount(labels, minlength=num_pdfs))
+    model.to(device)
+    optimizer = _make_optimizer(config, model.parameters(), device)
+    steps_per_epoch = train.num_batches(config.batch_size, drop_last=True, labelled_only=True)
+    if steps_per_epoch == 0:
+        raise InputError(f"fewer labelled frames than one batch of {config.batch_size}",
+                         train_path)  # fmt: skip
+    total_steps = steps_per_epoch * config.epochs
+    state = ScheduleState(lr=config.lr)
+    curve: list[dict] = []
+    epoch, start_batch, step = 0, 0, 0
+    resumed_sums = [0.0, 0.0, 0.0]  # train CE, correct frames, frames of a resumed epoch
+    ckpt = _load_checkpoint(exp_dir / CHECKPOINT_FILE)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state = ScheduleState(**ckpt["schedule"])
+        curve = list(ckpt["curve"])
+        epoch, start_batch, step = int(ckpt["epoch"]), int(ckpt["batch"]), int(ckpt["step"])
+        torch.set_rng_state(ckpt["rng"])
+        resumed_sums = ckpt["epoch_sums"].tolist()
+        if d.main:
+            log.info("resuming from %s: epoch %d, batch %d, step %d", exp_dir / CHECKPOINT_FILE,
+                     epoch, start_batch, step)  # fmt: skip
+    train_model: nn.Module = model
+    if d.world_size > 1:
+        train_model = nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    if config.compile:
+        train_model = torch.compile(train_model)
+
+    def save_checkpoint(next_epoch: int, next_batch: int, sums: list[float]) -> None:
+        if not d.main:
+            return
+        payload = {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "schedule": dataclasses.asdict(state), "curve": curve, "epoch": next_epoch,
+            "batch": next_batch, "step": step, "rng": torch.get_rng_state(),
+            "epoch_sums": torch.tensor(sums, dtype=torch.float64),
+        }  # fmt: skip
+        with atomic_path(exp_dir / CHECKPOINT_FILE) as tmp:
+            torch.save(payload, tmp)
+
+    while epoch < config.epochs and not state.stop:
+        start = time.perf_counter()
+        # This rank's running sums; a mid-epoch resume restores rank 0's (single process).
+        loss_sum, correct, count = resumed_sums if start_batch and d.world_size == 1 else (0, 0, 0)
+        resumed_sums = [0.0, 0.0, 0.0]
+        batches = train.batches(
+            config.batch_size, left=config.left_context, right=config.right_context,
+            shuffle=True, seed=config.seed, epoch=epoch, start_batch=start_batch, rank=d.rank,
+            world_size=d.world_size, drop_last=True, labelled_only=True,
+        )  # fmt: skip
+        bar = tqdm(batches, total=steps_per_epoch - start_batch, desc=f"epoch {epoch}",
+                   unit="batch", disable=not (progress and d.main), leave=False)  # fmt: skip
+        for b, batch in enumerate(bar, start=start_batch):
+            lr = lr_at_step(config, state, step, total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
+                loss, logits, y = cross_entropy_step(train_model, batch, device)
+            # Sum over this rank's frames / global batch, times world size: DDP's gradient
+            # average then equals the gradient of the global batch's mean CE.
+            (loss * d.world_size / config.batch_size).backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            loss_sum += float(loss.detach())
+            correct += float((logits.detach().argmax(-1) == y).sum())
+            count += len(y)
+            if step % config.checkpoint_every == 0:
+                save_checkpoint(epoch, b + 1, [loss_sum, correct, count])
+        loss_sum, correct, count = _all_reduce_sums([loss_sum, correct, count], d)
+        dev_loss, dev_acc = evaluate(train_model, dev, config, d, device)
+        last_lr = lr_at_step(config, state, step - 1, total_steps)
+        row = {
+            "epoch": epoch, "step": step, "lr": f"{last_lr:.6g}",
+            "train_loss": f"{loss_sum / max(count, 1):.5f}",
+            "train_frame_acc": f"{100.0 * correct / max(count, 1):.3f}",
+            "dev_loss": f"{dev_loss:.5f}", "dev_frame_acc": f"{dev_acc:.3f}",
+            "seconds": f"{time.perf_counter() - start:.1f}",
+        }  # fmt: skip
+        curve.append(row)
+        best = end_of_epoch(config, state, epoch, dev_acc)
+        if d.main:
+            log.info("epoch %d: train CE %s acc %s%%, dev CE %.4f acc %.2f%%%s; lr %s; %s s",
+                     epoch, row["train_loss"], row["train_frame_acc"], dev_loss, dev_acc,
+                     " (best)" if best else "", row["lr"], row["seconds"])  # fmt: skip
+            if best:
+                model.save(exp_dir / "final")
+            with atomic_open(exp_dir / CURVE_FILE) as f:
+                w = csv.DictWriter(f, fieldnames=CURVE_FIELDS)
+                w.writeheader()
+                w.writerows(curve)
+        epoch, start_batch = epoch + 1, 0
+        save_checkpoint(epoch, 0, [0.0, 0.0, 0.0])
+    if d.world_size > 1:
+        dist.barrier()
+    if d.main:
+        model.save(exp_dir / "last")
+        log.info("train-dnn: best dev frame accuracy %.2f%% (epoch %d) -> %s",
+                 state.best_dev_acc, state.best_epoch, exp_dir / "final.safetensors")  # fmt: skip
+        mark_done(exp_dir)
+    return SpliceDnn.load(exp_dir / "final") if d.main else model

@@ -1,0 +1,165 @@
+"""DNN model and trainer: learning, files, resume after SIGKILL, DDP == one process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from asr_distill.features.framestore import build_frame_store
+from asr_distill.nnet.model import DnnConfig, SpliceDnn
+from asr_distill.nnet.train import ScheduleState, TrainConfig, end_of_epoch, train_dnn
+
+DIM, PDFS = 6, 5
+
+
+def learnable_utts(n_utts: int, seed: int) -> tuple[dict, dict]:
+    """Features whose previous frame's first dims decide the centre frame's pdf, so a
+    model needs its left context to classify well."""
+    rng = np.random.default_rng(seed)
+    feats, targets = {}, {}
+    for i in range(n_utts):
+        t = int(rng.integers(30, 60))
+        labels = rng.integers(0, PDFS, t)
+        x = rng.normal(0, 1, (t, DIM)).astype(np.float32)
+        x[1:, :PDFS] += 3.0 * np.eye(PDFS, dtype=np.float32)[labels[1:]]  # frame t+1 says y_t
+        feats[f"u{i:03d}"] = np.roll(x, -1, axis=0)
+        targets[f"u{i:03d}"] = labels.astype(np.int32)
+    return feats, targets
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("stores")
+    for name, n, seed in (("train", 40, 0), ("dev", 10, 1)):
+        feats, targets = learnable_utts(n, seed)
+        build_frame_store(root / name, feats, targets=targets, num_pdfs=PDFS)
+    return root / "train", root / "dev"
+
+
+TINY = dict(hidden_layers=2, hidden_dim=32, left_context=2, right_context=2, batch_size=64,
+            lr=0.05, epochs=4, schedule="constant", checkpoint_every=5)  # fmt: skip
+
+
+def test_paper_model_size():
+    conf = DnnConfig(num_pdfs=14000)
+    assert conf.window == 26 and conf.input_dim == 1040
+    assert 84e6 < conf.num_params() < 86e6  # "about 85M parameters"
+    small = SpliceDnn(DnnConfig(num_pdfs=7, feat_dim=3, hidden_layers=2, hidden_dim=4,
+                                left_context=1, right_context=1))  # fmt: skip
+    n = sum(p.numel() for p in small.parameters())
+    assert n == small.config.num_params()
+
+
+def test_forward_hidden_priors_and_round_trip(tmp_path):
+    model = SpliceDnn(DnnConfig(num_pdfs=4, feat_dim=2, hidden_layers=3, hidden_dim=8,
+                                left_context=1, right_context=0))  # fmt: skip
+    model.set_input_stats(np.array([1.0, -1.0]), np.array([2.0, 0.5]))
+    np.testing.assert_allclose(model.input_mean.numpy(), [1, -1, 1, -1])
+    np.testing.assert_allclose(model.input_inv_std.numpy(), [0.5, 2, 0.5, 2])
+    model.set_priors(np.array([10, 30, 0, 60]))
+    p = np.exp(model.log_priors.numpy())
+    np.testing.assert_allclose(p, [0.1, 0.3, 0.0, 0.6], rtol=1e-6)
+    x = torch.randn(5, 4)
+    logits, hidden = model(x, return_hidden=True)
+    assert logits.shape == (5, 4) and [h.shape for h in hidden] == [(5, 8)] * 3
+    ll = model.log_likelihoods(x)
+    want = torch.log_softmax(logits, -1) - torch.log(torch.tensor([0.1, 0.3, 1.0, 0.6]))
+    torch.testing.assert_close(ll[:, [0, 1, 3]], want[:, [0, 1, 3]])
+    # A pdf never seen in training is never chosen (not boosted by a tiny prior).
+    assert (ll[:, 2] == -1e10).all()
+    model.save(tmp_path / "m")
+    again = SpliceDnn.load(tmp_path / "m")
+    torch.testing.assert_close(again(x), model(x))
+    (tmp_path / "m.yaml").write_text("num_pdfs: 5\nfeat_dim: 2\n")
+    with pytest.raises(ValueError, match=r"m\.safetensors"):
+        SpliceDnn.load(tmp_path / "m")
+
+
+def test_newbob_schedule():
+    conf = TrainConfig(schedule="newbob", lr=1.0, newbob_start_halving=0.5, newbob_end=0.1)
+    st = ScheduleState(lr=1.0)
+    assert end_of_epoch(conf, st, 0, 50.0) and st.lr == 1.0
+    assert end_of_epoch(conf, st, 1, 55.0) and st.lr == 1.0 and not st.halving
+    end_of_epoch(conf, st, 2, 55.3)  # gain 0.3 < 0.5: start halving
+    assert st.halving and st.lr == 0.5 and not st.stop
+    end_of_epoch(conf, st, 3, 55.35)  # gain 0.05 < 0.1 while halving: stop
+    assert st.stop and st.lr == 0.25 and st.best_epoch == 3
+
+
+def test_training_learns_and_writes_its_files(stores, tmp_path):
+    train, dev = stores
+    exp = tmp_path / "exp"
+    model = train_dnn(train, dev, exp, TrainConfig(**TINY), progress=False)
+    rows = (exp / "train_curve.csv").read_text().splitlines()
+    assert rows[0].startswith("epoch,step,lr,train_loss")
+    dev_acc = [float(r.split(",")[6]) for r in rows[1:]]
+    assert len(dev_acc) == 4 and max(dev_acc) > 80.0  # chance is 20 %
+    for name in ("final.safetensors", "final.yaml", "last.safetensors", "config.yaml", ".done"):
+        assert (exp / name).is_file(), name
+    counts = np.bincount(np.load(train / "targets.npy"), minlength=PDFS)
+    np.testing.assert_allclose(np.exp(model.log_priors.numpy()), counts / counts.sum(), rtol=1e-5)
+    # A finished run is not redone.
+    assert train_dnn(train, dev, exp, TrainConfig(**TINY), progress=False) is None
+
+
+def cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "asr_distill", "train-dnn", *args, "--no-progress",
+            "--hidden-layers", "2", "--hidden-dim", "32", "--left-context", "2",
+            "--right-context", "2", "--batch-size", "64", "--lr", "0.05", "--epochs", "4",
+            "--schedule", "newbob", "--checkpoint-every", "3", "--device", "cpu"]  # fmt: skip
+
+
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+
+
+def weights(exp: Path) -> dict[str, torch.Tensor]:
+    return SpliceDnn.load(exp / "last").state_dict()
+
+
+def test_sigkill_mid_epoch_then_rerun_equals_uninterrupted(stores, tmp_path):
+    train, dev = map(str, stores)
+    ref, killed = tmp_path / "ref", tmp_path / "killed"
+    subprocess.run(cli(train, dev, str(ref)), check=True, env=ENV, capture_output=True)
+    proc = subprocess.Popen(cli(train, dev, str(killed)), env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)  # fmt: skip
+    ckpt = killed / "checkpoint.pt"
+    deadline = time.time() + 60
+    while not ckpt.exists() and time.time() < deadline:
+        time.sleep(0.005)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert ckpt.exists() and not (killed / ".done").exists()
+    resumed = torch.load(ckpt, weights_only=True)
+    assert resumed["epoch"] == 0 and resumed["batch"] > 0  # killed mid-epoch
+    out = subprocess.run(cli(train, dev, str(killed)), check=True, env=ENV, capture_output=True,
+                         text=True)  # fmt: skip
+    assert "resuming from" in out.stderr
+    a, b = weights(ref), weights(killed)
+    assert a.keys() == b.keys()
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert (ref / "train_curve.csv").read_text().split("\n")[1].split(",")[:7] == \
+        (killed / "train_curve.csv").read_text().split("\n")[1].split(",")[:7]  # fmt: skip
+
+
+def test_ddp_two_processes_match_one(stores, tmp_path):
+    train, dev = map(str, stores)
+    one, two = tmp_path / "one", tmp_path / "two"
+    subprocess.run(cli(train, dev, str(one)), check=True, env=ENV, capture_output=True)
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                "--master-port", str(29500 + os.getpid() % 1000)]  # fmt: skip
+    out = subprocess.run([*torchrun, *cli(train, dev, str(two))[1:]], env=ENV,
+                         capture_output=True, text=True)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "2 process(es)" in (two / "log" / "train.log").read_text()
+    a, b = weights(one), weights(two)
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
