@@ -15,6 +15,7 @@ from asr_distill import __version__
 from asr_distill.cli import (
     data_cmds,
     decode_cmds,
+    distill_cmds,
     feature_cmds,
     framestore_cmds,
     graph_cmds,
@@ -23,6 +24,7 @@ from asr_distill.cli import (
     librispeech_cmds,
     lm_cmds,
     nnet_cmds,
+    soft_target_cmds,
     synth_cmds,
 )
 from asr_distill.errors import InputError
@@ -31,6 +33,7 @@ from asr_distill.logging_setup import setup_logging
 COMMAND_MODULES = (
     data_cmds,
     decode_cmds,
+    distill_cmds,
     feature_cmds,
     framestore_cmds,
     graph_cmds,
@@ -39,6 +42,7 @@ COMMAND_MODULES = (
     librispeech_cmds,
     lm_cmds,
     nnet_cmds,
+    soft_target_cmds,
     synth_cmds,
 )
 

@@ -23,6 +23,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("train_store")
     p.add_argument("dev_store")
     p.add_argument("exp_dir")
+    add_train_options(p)
+    p.set_defaults(func=_train_dnn)
+
+
+def add_train_options(p: argparse.ArgumentParser) -> None:
+    """The TrainConfig options (shared by train-dnn, train-ensemble and distill)."""
     p.add_argument("--config", help="YAML file of TrainConfig options (e.g. a preset)")
     for name, kind in (("hidden-layers", int), ("hidden-dim", int), ("left-context", int),
                        ("right-context", int), ("lr", float), ("batch-size", int),
@@ -38,10 +44,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fused-optimizer", action="store_true", default=None, help="(GPU)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--force", action="store_true", help="retrain from scratch")
-    p.set_defaults(func=_train_dnn)
 
 
-def _train_dnn(args: argparse.Namespace) -> int:
+def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     names = ("hidden_layers", "hidden_dim", "left_context", "right_context", "lr",
              "batch_size", "epochs", "seed", "data_fraction", "early_stopping",
              "checkpoint_every", "weight_decay", "warmup_steps", "optimizer", "schedule",
@@ -52,6 +57,11 @@ def _train_dnn(args: argparse.Namespace) -> int:
         if isinstance(e, InputError):
             raise
         raise InputError(f"bad option: {e}", args.config) from None
+    return config
+
+
+def _train_dnn(args: argparse.Namespace) -> int:
+    config = train_config_from_args(args)
     train_dnn(args.train_store, args.dev_store, args.exp_dir, config, force=args.force,
               progress=not args.no_progress)  # fmt: skip
     return 0

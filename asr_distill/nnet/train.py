@@ -20,7 +20,6 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -224,14 +223,32 @@ def evaluate(
     return loss_sum / max(count, 1), 100.0 * correct / max(count, 1)
 
 
-LossFn = Callable[[nn.Module, "object", torch.device], tuple[torch.Tensor, torch.Tensor, int]]
+class Objective:
+    """What a training step minimises. The default is frame-level cross-entropy on the
+    pdf targets; :mod:`asr_distill.nnet.distill` adds distillation objectives.
 
+    ``wrap(student)`` returns the module trained (the student, or the student with
+    extra heads whose outputs ``loss`` reads; under DDP this module is wrapped, so its
+    forward must compute everything that has gradients). ``loss`` returns the MEAN loss
+    over the batch's frames, the student's logits and the frames' targets.
+    ``labelled_only``: train on labelled frames only (False for a transfer set whose
+    frames may be unlabelled). ``setup`` runs once the student exists (on ``device``).
+    """
 
-def cross_entropy_step(model: nn.Module, batch, device: torch.device):
-    """Summed hard-label CE of a (local) batch, the logits, and the frame count."""
-    x, y = batch.inputs.to(device, non_blocking=True), batch.targets.to(device, non_blocking=True)
-    logits = model(x)  # (B, P)
-    return nn.functional.cross_entropy(logits.float(), y, reduction="sum"), logits, y
+    labelled_only: bool = True
+    name: str = "cross-entropy"
+
+    def setup(self, student: SpliceDnn, device: torch.device) -> None:
+        return None
+
+    def wrap(self, student: SpliceDnn) -> nn.Module:
+        return student
+
+    def loss(self, model: nn.Module, batch, device: torch.device, epoch: int):
+        x = batch.inputs.to(device, non_blocking=True)
+        y = batch.targets.to(device, non_blocking=True)
+        logits = model(x)  # (B, P)
+        return nn.functional.cross_entropy(logits.float(), y), logits, y
 
 
 def train_dnn(
@@ -242,8 +259,9 @@ def train_dnn(
     *,
     force: bool = False,
     progress: bool = True,
+    objective: Objective | None = None,
 ) -> SpliceDnn | None:
-    """Train a hybrid DNN with cross-entropy on the pdf targets of ``train_store``,
+    """Train a hybrid DNN with cross-entropy (or ``objective``) on ``train_store``,
     keeping the epoch with the best frame accuracy on ``dev_store``."""
     config = config or TrainConfig()
     exp_dir = Path(exp_dir)
@@ -264,7 +282,8 @@ def train_dnn(
         exp_dir.mkdir(parents=True, exist_ok=True)
         handler = add_file_log(exp_dir / "log" / "train.log")
     try:
-        return _train(Path(train_store), Path(dev_store), exp_dir, config, d, device, progress)
+        return _train(Path(train_store), Path(dev_store), exp_dir, config, d, device, progress,
+                      objective or Objective())  # fmt: skip
     finally:
         if handler is not None:
             logging.getLogger().removeHandler(handler)
@@ -282,11 +301,12 @@ def _load_checkpoint(path: Path) -> dict | None:
 
 def _train(
     train_path: Path, dev_path: Path, exp_dir: Path, config: TrainConfig, d: _Dist,
-    device: torch.device, progress: bool,
+    device: torch.device, progress: bool, objective: Objective,
 ) -> SpliceDnn:  # fmt: skip
     train = FrameStore(train_path)
     dev = FrameStore(dev_path)
-    if train.num_pdfs is None or train.num_labelled_frames == 0:
+    labelled_only = objective.labelled_only
+    if train.num_pdfs is None or (labelled_only and train.num_labelled_frames == 0):
         raise InputError("the training frame store has no pdf targets", train_path)
     if config.data_fraction < 1:
         train = train.subset(config.data_fraction, seed=config.seed)
@@ -295,9 +315,10 @@ def _train(
     if d.main:
         save_config(config, exp_dir / "config.yaml")
         log.info(
-            "train-dnn: %d x %d ReLU, window %d+1+%d of %d-dim features, %d pdfs, %.2fM "
+            "train-dnn (%s): %d x %d ReLU, window %d+1+%d of %d-dim features, %d pdfs, %.2fM "
             "parameters; %d training utterances / %d labelled frames (fraction %g); %d "
-            "process(es) on %s", mconf.hidden_layers, mconf.hidden_dim, mconf.left_context,
+            "process(es) on %s", objective.name, mconf.hidden_layers, mconf.hidden_dim,
+            mconf.left_context,
             mconf.right_context, mconf.feat_dim, num_pdfs, mconf.num_params() / 1e6,
             train.num_utts, train.num_labelled_frames, config.data_fraction, d.world_size,
             device,
@@ -307,10 +328,14 @@ def _train(
     mean, std = train.feature_stats()
     model.set_input_stats(mean, std)
     labels = train.targets[train.frame_indices(labelled_only=True)]
-    model.set_priors(np.bincount(labels, minlength=num_pdfs))
+    if len(labels):
+        model.set_priors(np.bincount(labels, minlength=num_pdfs))
     model.to(device)
-    optimizer = _make_optimizer(config, model.parameters(), device)
-    steps_per_epoch = train.num_batches(config.batch_size, drop_last=True, labelled_only=True)
+    objective.setup(model, device)
+    trainable = objective.wrap(model).to(device)  # the student, maybe with extra heads
+    optimizer = _make_optimizer(config, trainable.parameters(), device)
+    steps_per_epoch = train.num_batches(config.batch_size, drop_last=True,
+                                        labelled_only=labelled_only)  # fmt: skip
     if steps_per_epoch == 0:
         raise InputError(f"fewer labelled frames than one batch of {config.batch_size}",
                          train_path)  # fmt: skip
@@ -318,10 +343,10 @@ def _train(
     state = ScheduleState(lr=config.lr)
     curve: list[dict] = []
     epoch, start_batch, step = 0, 0, 0
-    resumed_sums = [0.0, 0.0, 0.0]  # train CE, correct frames, frames of a resumed epoch
+    resumed_sums = [0.0, 0.0, 0.0, 0.0]  # loss, correct, frames, labelled of a resumed epoch
     ckpt = _load_checkpoint(exp_dir / CHECKPOINT_FILE)
     if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
+        trainable.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
         state = ScheduleState(**ckpt["schedule"])
         curve = list(ckpt["curve"])
@@ -331,10 +356,10 @@ def _train(
         if d.main:
             log.info("resuming from %s: epoch %d, batch %d, step %d", exp_dir / CHECKPOINT_FILE,
                      epoch, start_batch, step)  # fmt: skip
-    train_model: nn.Module = model
+    train_model: nn.Module = trainable
     if d.world_size > 1:
         train_model = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None
+            trainable, device_ids=[device.index] if device.type == "cuda" else None
         )
     if config.compile:
         train_model = torch.compile(train_model)
@@ -343,7 +368,7 @@ def _train(
         if not d.main:
             return
         payload = {
-            "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+            "model": trainable.state_dict(), "optimizer": optimizer.state_dict(),
             "schedule": dataclasses.asdict(state), "curve": curve, "epoch": next_epoch,
             "batch": next_batch, "step": step, "rng": torch.get_rng_state(),
             "epoch_sums": torch.tensor(sums, dtype=torch.float64),
@@ -354,12 +379,13 @@ def _train(
     while epoch < config.epochs and not state.stop:
         start = time.perf_counter()
         # This rank's running sums; a mid-epoch resume restores rank 0's (single process).
-        loss_sum, correct, count = resumed_sums if start_batch and d.world_size == 1 else (0, 0, 0)
-        resumed_sums = [0.0, 0.0, 0.0]
+        resume = start_batch and d.world_size == 1
+        loss_sum, correct, count, labelled_count = resumed_sums if resume else (0, 0, 0, 0)
+        resumed_sums = [0.0, 0.0, 0.0, 0.0]
         batches = train.batches(
             config.batch_size, left=config.left_context, right=config.right_context,
             shuffle=True, seed=config.seed, epoch=epoch, start_batch=start_batch, rank=d.rank,
-            world_size=d.world_size, drop_last=True, labelled_only=True,
+            world_size=d.world_size, drop_last=True, labelled_only=labelled_only,
         )  # fmt: skip
         bar = tqdm(batches, total=steps_per_epoch - start_batch, desc=f"epoch {epoch}",
                    unit="batch", disable=not (progress and d.main), leave=False)  # fmt: skip
@@ -368,25 +394,29 @@ def _train(
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-                loss, logits, y = cross_entropy_step(train_model, batch, device)
-            # Sum over this rank's frames / global batch, times world size: DDP's gradient
-            # average then equals the gradient of the global batch's mean CE.
-            (loss * d.world_size / config.batch_size).backward()
+                loss, logits, y = objective.loss(train_model, batch, device, epoch)
+            # Mean over this rank's frames x its share of the global batch x world size:
+            # DDP's gradient average then equals the gradient of the global batch's mean.
+            (loss * (len(y) * d.world_size / config.batch_size)).backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            loss_sum += float(loss.detach())
-            correct += float((logits.detach().argmax(-1) == y).sum())
+            labelled = y >= 0
+            loss_sum += float(loss.detach()) * len(y)
+            correct += float((logits.detach().argmax(-1)[labelled] == y[labelled]).sum())
             count += len(y)
+            labelled_count += int(labelled.sum())
             if step % config.checkpoint_every == 0:
-                save_checkpoint(epoch, b + 1, [loss_sum, correct, count])
-        loss_sum, correct, count = _all_reduce_sums([loss_sum, correct, count], d)
-        dev_loss, dev_acc = evaluate(train_model, dev, config, d, device)
+                save_checkpoint(epoch, b + 1, [loss_sum, correct, count, labelled_count])
+        loss_sum, correct, count, labelled_count = _all_reduce_sums(
+            [loss_sum, correct, count, labelled_count], d
+        )
+        dev_loss, dev_acc = evaluate(model, dev, config, d, device)
         last_lr = lr_at_step(config, state, step - 1, total_steps)
         row = {
             "epoch": epoch, "step": step, "lr": f"{last_lr:.6g}",
             "train_loss": f"{loss_sum / max(count, 1):.5f}",
-            "train_frame_acc": f"{100.0 * correct / max(count, 1):.3f}",
+            "train_frame_acc": f"{100.0 * correct / max(labelled_count, 1):.3f}",
             "dev_loss": f"{dev_loss:.5f}", "dev_frame_acc": f"{dev_acc:.3f}",
             "seconds": f"{time.perf_counter() - start:.1f}",
         }  # fmt: skip
@@ -403,7 +433,7 @@ def _train(
                 w.writeheader()
                 w.writerows(curve)
         epoch, start_batch = epoch + 1, 0
-        save_checkpoint(epoch, 0, [0.0, 0.0, 0.0])
+        save_checkpoint(epoch, 0, [0.0, 0.0, 0.0, 0.0])
     if d.world_size > 1:
         dist.barrier()
     if d.main:

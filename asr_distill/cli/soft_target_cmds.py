@@ -1,0 +1,85 @@
+"""Soft-target subcommands: make-soft-targets."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from asr_distill.errors import InputError
+from asr_distill.logging_setup import add_file_log
+from asr_distill.nnet.ensemble import COMBINES
+from asr_distill.nnet.soft_targets import make_soft_targets
+
+log = logging.getLogger(__name__)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "make-soft-targets",
+        help="cache a frozen teacher ensemble's top-k distribution at temperature T per frame",
+        description="Run the teachers over every frame of STORE (a frame store) and write "
+        "OUT_DIR: probs.npy (float16, top-k of the ensemble's distribution at T, "
+        "descending), indices.npy (int32 pdf-ids), tail.npy (float32 mass outside the "
+        "top-k), meta.json. A distillation run reads it instead of running the teachers.",
+        epilog="example: asr-distill make-soft-targets frames/train exp/soft_T2 "
+        "--teacher exp/dnn_s1/final --teacher exp/dnn_s2/final --temperature 2 --top-k 64",
+    )
+    p.add_argument("store", help="frame store directory")
+    p.add_argument("out_dir")
+    p.add_argument(
+        "--teacher",
+        action="append",
+        required=True,
+        metavar="MODEL",
+        help="a saved DNN (stem of <stem>.safetensors + <stem>.yaml); repeat for an ensemble",
+    )
+    p.add_argument("--temperature", type=float, required=True, help="T of the soft targets")
+    p.add_argument("--top-k", type=int, required=True, help="probabilities kept per frame")
+    p.add_argument("--combine", choices=COMBINES, default="arithmetic")
+    p.add_argument(
+        "--weights", type=float, nargs="+", default=None, help="per-teacher weights (normalised)"
+    )
+    p.add_argument("--batch-size", type=int, default=4096, help="frames per forward pass")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--force", action="store_true", help="recompute a finished cache")
+    p.set_defaults(func=_make)
+
+
+def _make(args: argparse.Namespace) -> int:
+    handler = add_file_log(Path(args.out_dir) / "log" / "make-soft-targets.log")
+    try:
+        try:
+            summary = make_soft_targets(
+                args.store,
+                args.teacher,
+                args.out_dir,
+                temperature=args.temperature,
+                top_k=args.top_k,
+                combine=args.combine,
+                weights=args.weights,
+                batch_size=args.batch_size,
+                device=args.device,
+                force=args.force,
+                progress=not args.no_progress,
+            )
+        except ValueError as e:  # a bad option (T <= 0, k out of range): no traceback
+            if isinstance(e, InputError):
+                raise
+            raise InputError(f"bad option: {e}") from None
+        log.info(
+            "soft targets %s (%s): %d frames, top-%d of %d pdfs, T=%g, mean tail mass %.4g, %.1f s",
+            summary.path,
+            "written" if summary.built else "already complete",
+            summary.num_frames,
+            summary.top_k,
+            summary.num_pdfs,
+            summary.temperature,
+            summary.mean_tail,
+            summary.seconds,
+        )
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+    return 0

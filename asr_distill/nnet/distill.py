@@ -1,0 +1,353 @@
+"""Distillation objectives for the DNN trainer, and teacher ensembles.
+
+Methods (``DistillConfig.method``):
+
+- ``kd``: Hinton et al. (2015): ``w_soft * T^2 * CE(p_teacher(T), q_student(T)) +
+  w_hard * CE(labels, q_student(1))``; the teacher distribution comes from frozen
+  ensemble members run on the same batch (online) or from a top-k soft-target cache
+  (``make-soft-targets``). Unlabelled frames (target -1) get the soft term only, so
+  the transfer set may be unlabelled.
+- ``logits``: logit matching (Caruana; Bucila et al. 2006), the high-temperature limit
+  of ``kd``: MSE between the student's and the (member-averaged) teacher's
+  mean-centred logits, plus the weighted hard CE.
+- ``fitnets``: Romero et al. (2015): a student hidden layer, through a learned linear
+  regressor, matches a teacher hidden layer (MSE); as a first stage
+  (``hint_epochs`` epochs of hints only) and/or jointly with ``kd``.
+- ``self``: self-distillation (Zhang et al. 2019): auxiliary heads on intermediate
+  layers are taught by the network's own final softmax at T, while the final layer
+  learns the hard labels.
+
+``train_ensemble`` trains the members: ordinary, resumable ``train-dnn`` runs that
+differ in seed (initialisation and data order).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from torch import nn
+
+from asr_distill.errors import InputError
+from asr_distill.features.framestore import FrameStore
+from asr_distill.io import atomic_open
+from asr_distill.nnet import losses
+from asr_distill.nnet.ensemble import Ensemble, accuracy_weights
+from asr_distill.nnet.model import SpliceDnn
+from asr_distill.nnet.train import Objective, TrainConfig, train_dnn
+
+log = logging.getLogger(__name__)
+
+METHODS = ("kd", "logits", "fitnets", "self")
+
+
+@dataclasses.dataclass
+class DistillConfig:
+    """Distillation options.
+
+    method: kd, logits, fitnets or self [kd]; teachers: saved teacher models (e.g.
+    ``exp/ensemble/member3/final``) [none]; soft_targets: a ``make-soft-targets`` cache
+    used instead of running the teachers (kd only) [none]; temperature T [2.0];
+    soft_weight [1.0] and hard_weight [0.5] (the paper's hard weight is lower);
+    combine: arithmetic or geometric mean of the members [arithmetic]; weighting:
+    uniform or accuracy (member weights from dev frame accuracy) [uniform];
+    hint_weight [1.0], student_hint_layer / teacher_hint_layer (indices into the
+    hidden layers, negative from the top) [-2 / -2], hint_epochs: epochs of hints only
+    before joint training (FitNets stage 1) [1]; aux_layers: hidden layers that get an
+    auxiliary head (self) [[]: the middle one], self_weight [1.0].
+    """
+
+    method: str = "kd"
+    teachers: list[str] = dataclasses.field(default_factory=list)
+    soft_targets: str | None = None
+    temperature: float = 2.0
+    soft_weight: float = 1.0
+    hard_weight: float = 0.5
+    combine: str = "arithmetic"
+    weighting: str = "uniform"
+    hint_weight: float = 1.0
+    student_hint_layer: int = -2
+    teacher_hint_layer: int = -2
+    hint_epochs: int = 1
+    aux_layers: list[int] = dataclasses.field(default_factory=list)
+    self_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {METHODS}, not {self.method!r}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, not {self.temperature}")
+        if self.weighting not in ("uniform", "accuracy"):
+            raise ValueError(f"weighting must be uniform or accuracy, not {self.weighting!r}")
+        needs_teacher = self.method in ("logits", "fitnets") or (
+            self.method == "kd" and self.soft_targets is None
+        )
+        if needs_teacher and not self.teachers:
+            raise ValueError(f"method {self.method} needs --teacher (or --soft-targets for kd)")
+        if self.soft_targets is not None and self.method != "kd":
+            raise ValueError("--soft-targets is only for method kd")
+
+
+def read_member_accuracies(paths: Sequence[str]) -> list[float]:
+    """Each teacher's best dev frame accuracy, from its exp dir's ``train_curve.csv``."""
+    accs = []
+    for p in paths:
+        curve = Path(p).parent / "train_curve.csv"
+        if not curve.is_file():
+            raise InputError("missing (needed for --weighting accuracy)", curve)
+        rows = curve.read_text().splitlines()[1:]
+        accs.append(max(float(r.split(",")[6]) for r in rows))
+    return accs
+
+
+class _TeacherInputs:
+    """The teachers' spliced inputs for a batch: the student's own when the contexts
+    agree, else gathered again from the store with the teachers' context."""
+
+    def __init__(self, store: FrameStore, student: SpliceDnn, teacher_conf):
+        self.store = store
+        self.same = (teacher_conf.left_context, teacher_conf.right_context) == (
+            student.config.left_context, student.config.right_context
+        )  # fmt: skip
+        self.left, self.right = teacher_conf.left_context, teacher_conf.right_context
+
+    def __call__(self, batch, x: torch.Tensor) -> torch.Tensor:
+        if self.same:
+            return x
+        frames = batch.frames.numpy()
+        return self.store.gather(frames, left=self.left, right=self.right).inputs.to(x.device)
+
+
+class DistillObjective(Objective):
+    """The trainer's objective for every method of :class:`DistillConfig`."""
+
+    labelled_only = False
+
+    def __init__(self, config: DistillConfig, train_store: FrameStore):
+        self.c = config
+        self.store = train_store
+        self.name = f"{config.method} T={config.temperature:g}"
+        self.teachers: Ensemble | None = None
+        self.cache = None
+        if config.teachers:
+            weights = None
+            if config.weighting == "accuracy":
+                weights = accuracy_weights(read_member_accuracies(config.teachers)).tolist()
+            self.teachers = Ensemble.load(config.teachers, combine=config.combine,
+                                          weights=weights)  # fmt: skip
+        if config.soft_targets is not None:
+            from asr_distill.nnet.soft_targets import SoftTargetCache
+
+            self.cache = SoftTargetCache(config.soft_targets)
+            self.cache.check(train_store, temperature=config.temperature,
+                             model_paths=config.teachers or None)  # fmt: skip
+
+    def setup(self, student: SpliceDnn, device: torch.device) -> None:
+        if self.teachers is not None:
+            if self.teachers.config.num_pdfs != student.config.num_pdfs:
+                raise InputError(
+                    f"teachers have {self.teachers.config.num_pdfs} outputs, the student "
+                    f"{student.config.num_pdfs}", self.c.teachers[0],
+                )  # fmt: skip
+            self.teachers.to(device)
+            self.teacher_inputs = _TeacherInputs(self.store, student, self.teachers.config)
+
+    def wrap(self, student: SpliceDnn) -> nn.Module:
+        if self.c.method == "fitnets":
+            t_dim = self.teachers.members[0].config.hidden_dim
+            return _StudentWithHint(student, losses.HintRegressor(student.config.hidden_dim,
+                                                                  t_dim), self.c)  # fmt: skip
+        if self.c.method == "self":
+            return _StudentWithAux(student, self.c)
+        return student
+
+    def _kd(self, logits, y, batch, x, device):
+        c = self.c
+        if self.cache is not None:
+            probs, idx, tail = self.cache.gather(batch.frames.numpy())
+            topk = (probs.to(device), idx.to(device), tail.to(device))
+            return losses.distillation_loss(
+                logits, y, topk=topk, temperature=c.temperature, soft_weight=c.soft_weight,
+                hard_weight=c.hard_weight,
+            ).total  # fmt: skip
+        t_log_probs = self.teachers.log_probs(self.teacher_inputs(batch, x), c.temperature)
+        return losses.distillation_loss(
+            logits, y, teacher_log_probs=t_log_probs, temperature=c.temperature,
+            soft_weight=c.soft_weight, hard_weight=c.hard_weight,
+        ).total  # fmt: skip
+
+    def loss(self, model: nn.Module, batch, device: torch.device, epoch: int):
+        c = self.c
+        x = batch.inputs.to(device, non_blocking=True)
+        y = batch.targets.to(device, non_blocking=True)
+        if c.method == "kd":
+            logits = model(x)  # (B, P)
+            return self._kd(logits, y, batch, x, device), logits, y
+        if c.method == "logits":
+            logits = model(x)
+            with torch.no_grad():
+                t_logits = self.teachers(self.teacher_inputs(batch, x)).mean(0)  # (B, P)
+            total = c.soft_weight * losses.logit_matching_loss(logits, t_logits)
+            if c.hard_weight:
+                total = total + c.hard_weight * losses.hard_cross_entropy(logits, y)
+            return total, logits, y
+        if c.method == "fitnets":
+            logits, hint = model(x)  # (B, P), (B, H_teacher)
+            with torch.no_grad():
+                _, t_hidden = self.teachers.members[0](self.teacher_inputs(batch, x),
+                                                       return_hidden=True)  # fmt: skip
+            # The regressor ran inside the (possibly DDP-wrapped) module's forward.
+            hint_loss = losses.fitnets_hint_loss(hint, t_hidden[c.teacher_hint_layer],
+                                                 nn.Identity())  # fmt: skip
+            if epoch < c.hint_epochs:  # FitNets stage 1: hints only
+                return c.hint_weight * hint_loss, logits, y
+            return self._kd(logits, y, batch, x, device) + c.hint_weight * hint_loss, logits, y
+        logits, aux = model(x)  # self-distillation
+        total = losses.hard_cross_entropy(logits, y) + c.self_weight * \
+            losses.self_distillation_loss(aux, logits, y, temperature=c.temperature,
+                                          soft_weight=c.soft_weight,
+                                          hard_weight=c.hard_weight)  # fmt: skip
+        return total, logits, y
+
+
+class _StudentWithHint(nn.Module):
+    def __init__(self, student: SpliceDnn, regressor: nn.Module, c: DistillConfig):
+        super().__init__()
+        self.student, self.regressor, self.layer = student, regressor, c.student_hint_layer
+
+    def forward(self, x):
+        logits, hidden = self.student(x, return_hidden=True)
+        return logits, self.regressor(hidden[self.layer])
+
+
+class _StudentWithAux(nn.Module):
+    def __init__(self, student: SpliceDnn, c: DistillConfig):
+        super().__init__()
+        n = student.config.hidden_layers
+        self.layers = [i % n for i in c.aux_layers] or [max(n // 2 - 1, 0)]
+        if any(i == n - 1 for i in self.layers):
+            raise ValueError("aux_layers must be below the last hidden layer")
+        self.student = student
+        self.heads = losses.AuxiliaryHeads(
+            student.config.hidden_dim, student.config.num_pdfs, self.layers
+        )
+
+    def forward(self, x):
+        logits, hidden = self.student(x, return_hidden=True)
+        return logits, self.heads(hidden)
+
+
+def distill(
+    train_store: str | Path,
+    dev_store: str | Path,
+    exp_dir: str | Path,
+    train_config: TrainConfig,
+    config: DistillConfig,
+    *,
+    force: bool = False,
+    progress: bool = True,
+) -> SpliceDnn | None:
+    """Train a student with ``config``'s method (see the module docs); the exp dir is
+    a train-dnn exp dir plus ``distill.yaml``."""
+    exp_dir = Path(exp_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_open(exp_dir / "distill.yaml") as f:
+        yaml.safe_dump(dataclasses.asdict(config), f, sort_keys=True)
+    store = FrameStore(train_store)
+    if train_config.data_fraction < 1:
+        store = store.subset(train_config.data_fraction, seed=train_config.seed)
+    objective = DistillObjective(config, store)
+    return train_dnn(train_store, dev_store, exp_dir, train_config, force=force,
+                     progress=progress, objective=objective)  # fmt: skip
+
+
+def train_ensemble(
+    train_store: str | Path,
+    dev_store: str | Path,
+    exp_dir: str | Path,
+    config: TrainConfig,
+    *,
+    members: int = 10,
+    parallel: int = 1,
+    base_seed: int = 1,
+    force: bool = False,
+) -> list[Path]:
+    """Train ``members`` DNNs ``exp_dir/member<i>`` with seeds ``base_seed + i``
+    (initialisation and data order), one after another or ``parallel`` processes at a
+    time; each is an ordinary resumable train-dnn run. Writes ``members.txt`` (the
+    models' paths) and returns them."""
+    exp_dir = Path(exp_dir)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    dirs = [exp_dir / f"member{i}" for i in range(members)]
+    if parallel <= 1:
+        for i, d in enumerate(dirs):
+            log.info("train-ensemble: member %d of %d (seed %d)", i + 1, members, base_seed + i)
+            train_dnn(train_store, dev_store, d, dataclasses.replace(config, seed=base_seed + i),
+                      force=force, progress=False)  # fmt: skip
+    else:
+        _train_parallel(train_store, dev_store, dirs, config, parallel, base_seed, force)
+    paths = [d / "final" for d in dirs]
+    with atomic_open(exp_dir / "members.txt") as f:
+        f.writelines(f"{p}\n" for p in paths)
+    return paths
+
+
+def _train_parallel(train_store, dev_store, dirs, config: TrainConfig, parallel: int,
+                    base_seed: int, force: bool) -> None:  # fmt: skip
+    """Members as ``python -m asr_distill train-dnn`` processes, ``parallel`` at a time,
+    each with an equal share of the CPU threads (or its own GPU, round robin)."""
+    conf_path = Path(dirs[0]).parent / "member_config.yaml"
+    with atomic_open(conf_path) as f:
+        yaml.safe_dump(dataclasses.asdict(config), f, sort_keys=True)
+    threads = max(1, (os.cpu_count() or 1) // parallel)
+    gpus = torch.cuda.device_count()
+    pending = list(enumerate(dirs))
+    running: list[tuple[int, subprocess.Popen]] = []
+    failed = []
+    while pending or running:
+        while pending and len(running) < parallel:
+            i, d = pending.pop(0)
+            cmd = [sys.executable, "-m", "asr_distill", "train-dnn", "--config", str(conf_path),
+                   "--seed", str(base_seed + i), "--no-progress", str(train_store),
+                   str(dev_store), str(d)]  # fmt: skip
+            if gpus:
+                cmd += ["--device", f"cuda:{i % gpus}"]
+            if force:
+                cmd.append("--force")
+            env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+            log.info("train-ensemble: member %d started: %s", i, " ".join(cmd))
+            running.append((i, subprocess.Popen(cmd, env=env)))
+        i, proc = running.pop(0)
+        if proc.wait() != 0:
+            failed.append(i)
+    if failed:
+        raise RuntimeError(f"ensemble members {failed} failed; re-run to resume them")
+
+
+def ensemble_frame_accuracy(paths: Sequence[str | Path], store_dir: str | Path,
+                            combine: str = "arithmetic") -> tuple[float, list[float]]:  # fmt: skip
+    """(ensemble frame accuracy %, each member's) on a store's labelled frames."""
+    store = FrameStore(store_dir)
+    ens = Ensemble.load(paths, combine=combine)
+    correct = np.zeros(len(paths) + 1)
+    total = 0
+    with torch.no_grad():
+        for batch in store.batches(4096, left=ens.config.left_context,
+                                   right=ens.config.right_context, shuffle=False,
+                                   labelled_only=True):  # fmt: skip
+            z = ens(batch.inputs)  # (M, B, P)
+            y = batch.targets
+            for m in range(len(paths)):
+                correct[m] += float((z[m].argmax(-1) == y).sum())
+            correct[-1] += float((ens.log_probs(batch.inputs).argmax(-1) == y).sum())
+            total += len(y)
+    acc = 100.0 * correct / max(total, 1)
+    return float(acc[-1]), [float(a) for a in acc[:-1]]

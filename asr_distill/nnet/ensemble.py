@@ -1,0 +1,125 @@
+"""A teacher ensemble: frozen DNNs whose distributions at temperature T are combined
+by the arithmetic mean of probabilities (default; Hinton et al. 2015 average the
+members' predictions) or the geometric mean (mean log-probabilities, renormalised),
+with uniform weights or weights from the members' dev frame accuracy."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from asr_distill.errors import InputError
+from asr_distill.nnet.model import SpliceDnn
+
+COMBINES = ("arithmetic", "geometric")
+
+
+def combine_log_probs(
+    member_logits: torch.Tensor,
+    temperature: float = 1.0,
+    *,
+    combine: str = "arithmetic",
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """log of the ensemble distribution at ``temperature``.
+
+    member_logits: (M, B, P); weights: (M,) summing to 1 (uniform if None).
+    arithmetic: ``log sum_m w_m softmax(z_m / T)``;
+    geometric: ``log_softmax(sum_m w_m log_softmax(z_m / T))`` (renormalised).
+    Returns (B, P).
+    """
+    if combine not in COMBINES:
+        raise ValueError(f"combine must be one of {COMBINES}, not {combine!r}")
+    m = member_logits.shape[0]
+    w = (
+        torch.full((m,), 1.0 / m)
+        if weights is None
+        else torch.as_tensor(weights, dtype=torch.float32)
+    )
+    w = w.to(member_logits.device)
+    logp = torch.log_softmax(member_logits.float() / temperature, dim=-1)  # (M, B, P)
+    if combine == "arithmetic":
+        return torch.logsumexp(logp + torch.log(w)[:, None, None], dim=0)  # (B, P)
+    return torch.log_softmax((w[:, None, None] * logp).sum(0), dim=-1)  # (B, P)
+
+
+def accuracy_weights(dev_frame_acc: Sequence[float]) -> torch.Tensor:
+    """Member weights proportional to dev frame accuracy (normalised to sum to 1)."""
+    a = torch.tensor(list(dev_frame_acc), dtype=torch.float32)
+    if (a <= 0).any():
+        raise ValueError(f"frame accuracies must be positive, got {list(dev_frame_acc)}")
+    return a / a.sum()
+
+
+def model_digest(path_stem: str | Path) -> str:
+    """sha256 of a saved model's weights file (identifies a teacher in caches)."""
+    p = Path(path_stem)
+    p = p if p.suffix == ".safetensors" else p.with_suffix(".safetensors")
+    if not p.is_file():
+        raise InputError("missing (not a saved DNN)", p)
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Ensemble(torch.nn.Module):
+    """Frozen members that all read the same spliced window (same context).
+
+    forward(inputs (B, W*D)) -> member logits (M, B, P).
+    """
+
+    def __init__(self, members: Sequence[SpliceDnn], weights: torch.Tensor | None = None,
+                 combine: str = "arithmetic"):  # fmt: skip
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        first = members[0].config
+        for m in members:
+            c = m.config
+            if (c.num_pdfs, c.feat_dim, c.left_context, c.right_context) != (
+                first.num_pdfs, first.feat_dim, first.left_context, first.right_context
+            ):  # fmt: skip
+                raise ValueError("ensemble members must share outputs, features and context")
+        self.members = torch.nn.ModuleList(members)
+        self.combine = combine
+        self.register_buffer(
+            "weights", torch.full((len(members),), 1.0 / len(members)) if weights is None
+            else torch.as_tensor(weights, dtype=torch.float32),
+        )  # fmt: skip
+        self.requires_grad_(False)
+        self.eval()
+
+    @property
+    def config(self):
+        return self.members[0].config
+
+    def train(self, mode: bool = True) -> Ensemble:  # frozen teachers stay in eval mode
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return torch.stack([m(inputs) for m in self.members])  # (M, B, P)
+
+    @torch.no_grad()
+    def log_probs(self, inputs: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """(B, P) log of the combined distribution at ``temperature``."""
+        return combine_log_probs(self(inputs), temperature, combine=self.combine,
+                                 weights=self.weights)  # fmt: skip
+
+    @classmethod
+    def load(
+        cls,
+        paths: Sequence[str | Path],
+        *,
+        combine: str = "arithmetic",
+        weights: Sequence[float] | None = None,
+        map_location: str = "cpu",
+    ) -> Ensemble:
+        members = [SpliceDnn.load(p, map_location=map_location) for p in paths]
+        w = None if weights is None else torch.tensor(list(weights), dtype=torch.float32)
+        return cls(members, w, combine)

@@ -1,0 +1,398 @@
+"""Cached soft targets: the frozen teacher ensemble's distribution at temperature T,
+top-k per frame, computed once over a whole frame store and read back by the student.
+
+Distillation (Hinton et al. 2015, section 2) trains the student on the ensemble's
+``p = combine_m softmax(z_m / T)``. Running 10 teachers at every student step costs
+10 forward passes per frame; the paper's ensemble outputs are fixed, so they are
+computed once here. With about 14000 senones a full distribution is 28 kB per frame
+in float16, so only the ``k`` largest probabilities are kept, with the mass left over
+(the *tail*), which a sparse cross-entropy spreads uniformly over the other classes:
+
+    CE(p, q) ~= - sum_{i in top-k} p_i log q_i - tail / (P - k) * sum_{j not in top-k} log q_j
+
+``k = num_pdfs`` stores the full distribution (exact, up to float16 rounding).
+
+On-disk format (``format_version`` 1), in the cache directory:
+
+- ``probs.npy``    float16 ``(N, k)``: the top-k probabilities of each store frame, descending
+- ``indices.npy``  int32 ``(N, k)``: their pdf-ids
+- ``tail.npy``     float32 ``(N,)``: ``1 - sum(top-k)``, summed in float32 from the fp32
+  distribution, clipped at >= 0
+- ``meta.json``    members (paths, sha256 of weights), combine, weights, temperature,
+  top_k, num_pdfs, num_frames, context, the store's path and ``feats_sha256``, mean tail
+- ``.done``        written last; a cache without it is incomplete
+
+Rows are in store frame order (frame ``i`` of the store is row ``i``), so a training
+batch's :attr:`FrameBatch.frames` index the cache directly, also for a subset view.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from asr_distill.errors import InputError
+from asr_distill.features.framestore import FrameStore
+from asr_distill.io import atomic_open, atomic_path, is_done, mark_done
+from asr_distill.nnet.ensemble import COMBINES, Ensemble, model_digest
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+PROBS_FILE = "probs.npy"
+INDICES_FILE = "indices.npy"
+TAIL_FILE = "tail.npy"
+META_FILE = "meta.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class SoftTargetSummary:
+    """What :func:`make_soft_targets` wrote (or found already complete, ``built=False``)."""
+
+    path: Path
+    num_frames: int
+    top_k: int
+    num_pdfs: int
+    temperature: float
+    mean_tail: float
+    seconds: float
+    built: bool
+
+
+def _normalised_weights(weights: Sequence[float] | None, num_members: int) -> list[float]:
+    """Member weights summing to 1 (uniform when None)."""
+    if weights is None:
+        return [1.0 / num_members] * num_members
+    w = [float(x) for x in weights]
+    if len(w) != num_members:
+        raise ValueError(f"{len(w)} weights for {num_members} teachers")
+    if not all(math.isfinite(x) and x > 0 for x in w):
+        raise ValueError(f"weights must be positive and finite, got {w}")
+    total = sum(w)
+    return [x / total for x in w]
+
+
+def _member_key(digests: Sequence[str], weights: Sequence[float]) -> list[tuple[str, float]]:
+    """The ensemble as an order-free multiset of (weights sha256, weight): both combines are
+    invariant to the order in which members are listed."""
+    return sorted((d, round(w, 9)) for d, w in zip(digests, weights, strict=True))
+
+
+def _same_temperature(a: float, b: float) -> bool:
+    return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
+
+
+def _remove_stale_temps(out_dir: Path) -> None:
+    """Temp files a SIGKILLed run left behind (atomic_path names them ``.<name>.*.tmp``)."""
+    for name in (PROBS_FILE, INDICES_FILE, TAIL_FILE, META_FILE):
+        for stale in out_dir.glob(f".{name}.*.tmp"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+
+
+def make_soft_targets(
+    store_dir: str | Path,
+    model_paths: Sequence[str | Path],
+    out_dir: str | Path,
+    *,
+    temperature: float,
+    top_k: int,
+    combine: str = "arithmetic",
+    weights: Sequence[float] | None = None,
+    batch_size: int = 4096,
+    device: str = "cpu",
+    force: bool = False,
+    progress: bool = True,
+) -> SoftTargetSummary:
+    """Run the frozen ensemble over every frame of a frame store and cache its top-k.
+
+    store_dir: a frame store (:func:`build_frame_store`); every frame, labelled or not,
+        in store order, spliced with the members' left/right context.
+    model_paths: saved :class:`SpliceDnn` stems (``<stem>.safetensors`` + ``.yaml``); the
+        members must share outputs, feature dim and context.
+    temperature: T > 0 of the ensemble's distribution (the paper tries 1, 2, 5, 10).
+    top_k: 1 .. num_pdfs probabilities kept per frame; ``num_pdfs`` keeps all of them.
+    combine: ``arithmetic`` [default] (mean of probabilities, as the paper) or
+        ``geometric`` (normalised mean of log-probabilities); see :mod:`ensemble`.
+    weights: per-member weights (normalised to sum to 1); default None is uniform.
+    batch_size: frames per forward pass [4096]; device: where the teachers run [cpu].
+    force: recompute a finished cache. Without it a finished cache is a no-op if it was
+        made for the same store, teachers, combine, weights, T and k, and an
+        :class:`InputError` naming its meta.json otherwise.
+
+    Arrays are written to temporary names and renamed, meta.json after them and
+    ``.done`` last, so a killed run leaves no ``.done`` and a re-run redoes the cache.
+    """
+    t0 = time.monotonic()
+    store_dir, out_dir = Path(store_dir), Path(out_dir)
+    paths = [Path(p) for p in model_paths]
+    if not paths:
+        raise ValueError("need at least one teacher model")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    if combine not in COMBINES:
+        raise ValueError(f"combine must be one of {COMBINES}, not {combine!r}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    w = _normalised_weights(weights, len(paths))
+    store = FrameStore(store_dir)
+    digests = [model_digest(p) for p in paths]
+
+    if is_done(out_dir) and not force:
+        cache = SoftTargetCache(out_dir)
+        _check_same_request(cache, store, digests, w, combine, temperature, top_k)
+        log.info("%s is complete; nothing to do (use --force to recompute)", out_dir)
+        return SoftTargetSummary(
+            out_dir, cache.num_frames, cache.top_k, cache.num_pdfs, cache.temperature,
+            float(cache.meta.get("mean_tail", float("nan"))), time.monotonic() - t0,
+            built=False,
+        )  # fmt: skip
+
+    ensemble = Ensemble.load(paths, combine=combine, weights=w).to(device)
+    conf = ensemble.config
+    num_pdfs = conf.num_pdfs
+    if not 1 <= top_k <= num_pdfs:
+        raise ValueError(f"top_k must be in 1..{num_pdfs} (the teachers' pdfs), got {top_k}")
+    if conf.feat_dim != store.dim:
+        raise InputError(
+            f"teachers read {conf.feat_dim}-dim features, the store holds {store.dim}-dim",
+            store.path / "meta.json",
+        )
+    if store.num_pdfs is not None and store.num_pdfs != num_pdfs:
+        raise InputError(
+            f"teachers have {num_pdfs} outputs, the store's targets {store.num_pdfs} pdfs",
+            store.path / "meta.json",
+        )
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / ".done").unlink(missing_ok=True)
+    _remove_stale_temps(out_dir)
+    n = store.features.shape[0]
+    tail_sum = 0.0
+    with contextlib.ExitStack() as stack:
+        probs_tmp = stack.enter_context(atomic_path(out_dir / PROBS_FILE))
+        indices_tmp = stack.enter_context(atomic_path(out_dir / INDICES_FILE))
+        tail_tmp = stack.enter_context(atomic_path(out_dir / TAIL_FILE))
+        fmt = np.lib.format
+        probs_mm = fmt.open_memmap(probs_tmp, mode="w+", dtype=np.float16, shape=(n, top_k))
+        indices_mm = fmt.open_memmap(indices_tmp, mode="w+", dtype=np.int32, shape=(n, top_k))
+        tail_mm = fmt.open_memmap(tail_tmp, mode="w+", dtype=np.float32, shape=(n,))
+        bar = tqdm(total=n, desc="make-soft-targets", unit="frame", disable=not progress)
+        with torch.no_grad(), bar:
+            for s in range(0, n, batch_size):
+                e = min(n, s + batch_size)
+                batch = store.gather(
+                    np.arange(s, e, dtype=np.int64),
+                    left=conf.left_context,
+                    right=conf.right_context,
+                )
+                log_p = ensemble.log_probs(batch.inputs.to(device), temperature)  # (B, P)
+                p = log_p.float().exp()  # (B, P)
+                top_p, top_i = torch.topk(p, top_k, dim=-1, sorted=True)  # (B, k), (B, k)
+                tail = (1.0 - top_p.sum(-1, dtype=torch.float32)).clamp_min(0.0)  # (B,)
+                probs_mm[s:e] = top_p.cpu().numpy().astype(np.float16)
+                indices_mm[s:e] = top_i.cpu().numpy().astype(np.int32)
+                tail_np = tail.cpu().numpy()
+                tail_mm[s:e] = tail_np
+                tail_sum += float(tail_np.sum(dtype=np.float64))
+                bar.update(e - s)
+        for mm in (probs_mm, indices_mm, tail_mm):
+            mm.flush()
+        del probs_mm, indices_mm, tail_mm
+
+    mean_tail = tail_sum / max(n, 1)
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "members": [
+            {"path": str(p.resolve()), "sha256": d} for p, d in zip(paths, digests, strict=True)
+        ],
+        "combine": combine,
+        "weights": w,
+        "temperature": float(temperature),
+        "top_k": int(top_k),
+        "num_pdfs": int(num_pdfs),
+        "num_frames": int(n),
+        "left_context": int(conf.left_context),
+        "right_context": int(conf.right_context),
+        "store_path": str(store.path.resolve()),
+        "feats_sha256": store.meta["feats_sha256"],
+        "mean_tail": mean_tail,
+    }
+    with atomic_open(out_dir / META_FILE) as f:
+        json.dump(meta, f, indent=2, sort_keys=True)
+        f.write("\n")
+    mark_done(out_dir)
+    seconds = time.monotonic() - t0
+    log.info(
+        "%s: %d frames, top-%d of %d pdfs at T=%g, mean tail mass %.4g, %.1f s",
+        out_dir, n, top_k, num_pdfs, temperature, mean_tail, seconds,
+    )  # fmt: skip
+    return SoftTargetSummary(
+        out_dir, n, top_k, num_pdfs, float(temperature), mean_tail, seconds, built=True
+    )
+
+
+def _check_same_request(
+    cache: SoftTargetCache,
+    store: FrameStore,
+    digests: Sequence[str],
+    weights: Sequence[float],
+    combine: str,
+    temperature: float,
+    top_k: int,
+) -> None:
+    """A finished cache is only reused for the request it was made for."""
+    m = cache.meta
+    problems = []
+    same_frames = cache.num_frames == int(store.features.shape[0])
+    if m.get("feats_sha256") != store.meta.get("feats_sha256") or not same_frames:
+        problems.append(f"store {store.path} (feats_sha256) differs from {m.get('store_path')}")
+    if not _same_temperature(cache.temperature, temperature):
+        problems.append(f"temperature {temperature:g} now, {cache.temperature:g} then")
+    if cache.top_k != top_k:
+        problems.append(f"top_k {top_k} now, {cache.top_k} then")
+    if m.get("combine") != combine:
+        problems.append(f"combine {combine} now, {m.get('combine')} then")
+    if _member_key(digests, weights) != _member_key(cache.member_digests, m.get("weights", [])):
+        problems.append("teachers (sha256 of weights) or their weights differ")
+    if problems:
+        raise InputError(
+            f"a finished soft-target cache made for another request ({'; '.join(problems)}); "
+            "use --force to recompute it",
+            cache.path / META_FILE,
+        )
+
+
+class SoftTargetCache:
+    """A soft-target cache opened read-only (arrays memory-mapped).
+
+    Opening checks the done marker and that meta.json agrees with the arrays; any
+    problem is an :class:`InputError` naming the file. Call :meth:`check` with the
+    student's frame store and temperature before training on it.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise InputError("soft-target directory does not exist", self.path)
+        if not is_done(self.path):
+            raise InputError(
+                "soft-target cache is incomplete (no .done marker); re-run make-soft-targets",
+                self.path,
+            )
+        meta_path = self.path / META_FILE
+        try:
+            self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise InputError("soft-target cache has no meta.json", meta_path) from None
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise InputError(f"meta.json is not valid JSON ({e})", meta_path) from None
+        try:
+            version = self.meta["format_version"]
+            n, k, p = (int(self.meta[x]) for x in ("num_frames", "top_k", "num_pdfs"))
+            self.temperature = float(self.meta["temperature"])
+            self.member_digests = [str(m["sha256"]) for m in self.meta["members"]]
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"meta.json lacks or has a bad field ({e})", meta_path) from None
+        if version != FORMAT_VERSION:
+            raise InputError(f"unsupported soft-target format_version {version}", meta_path)
+        self.num_frames, self.top_k, self.num_pdfs = n, k, p
+        self._probs = self._open(PROBS_FILE, np.float16, (n, k))  # (N, k)
+        self._indices = self._open(INDICES_FILE, np.int32, (n, k))  # (N, k)
+        self._tail = self._open(TAIL_FILE, np.float32, (n,))  # (N,)
+
+    def _open(self, name: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
+        path = self.path / name
+        try:
+            arr = np.load(path, mmap_mode="r", allow_pickle=False)
+        except FileNotFoundError:
+            raise InputError("soft-target file is missing", path) from None
+        except (ValueError, OSError, EOFError) as e:
+            raise InputError(f"truncated or corrupt array ({e})", path) from None
+        if arr.dtype != np.dtype(dtype) or arr.shape != shape:
+            raise InputError(
+                f"holds {arr.dtype} {arr.shape}, meta.json says {np.dtype(dtype)} {shape}", path
+            )
+        return arr
+
+    def __len__(self) -> int:
+        return self.num_frames
+
+    def check(
+        self,
+        store: FrameStore,
+        *,
+        temperature: float,
+        model_paths: Sequence[str | Path] | None = None,
+        top_k: int | None = None,
+    ) -> None:
+        """Refuse (:class:`InputError` naming meta.json) to feed a mismatched student.
+
+        The cache must come from the same features (``feats_sha256`` and the number of
+        frames of the whole store ``store`` views; a subset view of it is fine), at
+        ``temperature``; when given, from the teachers ``model_paths`` (compared by the
+        sha256 of their weights, in any order) and with ``top_k`` kept.
+        """
+        meta_path = self.path / META_FILE
+        want_sha = store.meta.get("feats_sha256")
+        if self.meta.get("feats_sha256") != want_sha:
+            raise InputError(
+                f"soft targets were made from other features: feats_sha256 "
+                f"{self.meta.get('feats_sha256')} ({self.meta.get('store_path')}), "
+                f"the store {store.path} has {want_sha}",
+                meta_path,
+            )
+        if self.num_frames != int(store.features.shape[0]):
+            raise InputError(
+                f"soft targets cover {self.num_frames} frames, the store {store.path} "
+                f"has {store.features.shape[0]}",
+                meta_path,
+            )
+        if not _same_temperature(self.temperature, temperature):
+            raise InputError(
+                f"soft targets are at temperature {self.temperature:g}, "
+                f"training asks for {temperature:g}",
+                meta_path,
+            )
+        if top_k is not None and top_k != self.top_k:
+            raise InputError(f"soft targets keep top-{self.top_k}, asked for {top_k}", meta_path)
+        if model_paths is not None:
+            want = sorted(model_digest(p) for p in model_paths)
+            if want != sorted(self.member_digests):
+                raise InputError(
+                    "soft targets were made by other teachers (sha256 of their weights "
+                    f"differ from {[str(p) for p in model_paths]})",
+                    meta_path,
+                )
+
+    def gather(self, frames: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Soft targets of store frame indices ``frames`` (B,) (a batch's ``.frames``).
+
+        Returns probs ``(B, k)`` float32 (descending), indices ``(B, k)`` int64 pdf-ids
+        and tail ``(B,)`` float32 (the probability mass outside the top-k).
+        """
+        if isinstance(frames, torch.Tensor):
+            frames = frames.cpu().numpy()
+        frames = np.asarray(frames, dtype=np.int64)  # (B,)
+        if frames.size and (frames.min() < 0 or frames.max() >= self.num_frames):
+            raise IndexError(f"frame index out of range 0..{self.num_frames - 1}")
+        probs = torch.from_numpy(self._probs[frames].astype(np.float32))  # (B, k)
+        indices = torch.from_numpy(self._indices[frames].astype(np.int64))  # (B, k)
+        tail = torch.from_numpy(np.array(self._tail[frames], dtype=np.float32))  # (B,)
+        return probs, indices, tail
+
+    def __repr__(self) -> str:
+        return (
+            f"SoftTargetCache({str(self.path)!r}, frames={self.num_frames}, "
+            f"top_k={self.top_k}, num_pdfs={self.num_pdfs}, T={self.temperature:g})"
+        )

@@ -1,0 +1,106 @@
+"""Teacher ensembles and every distillation method, end to end on a learnable toy."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from asr_distill.cli import main
+from asr_distill.features.framestore import build_frame_store
+from asr_distill.nnet.model import SpliceDnn
+from tests.nnet.test_train import PDFS, learnable_utts
+
+TINY = ["--hidden-layers", "2", "--hidden-dim", "32", "--left-context", "2", "--right-context",
+        "2", "--batch-size", "64", "--lr", "0.05", "--schedule", "constant", "--no-progress",
+        "--device", "cpu"]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory) -> Path:
+    """Labelled train/dev stores, an unlabelled copy of train, and a 3-member ensemble."""
+    root = tmp_path_factory.mktemp("distill")
+    for name, n, seed in (("train", 40, 0), ("dev", 10, 1)):
+        feats, targets = learnable_utts(n, seed)
+        build_frame_store(root / name, feats, targets=targets, num_pdfs=PDFS)
+        if name == "train":
+            build_frame_store(root / "unlabelled", feats, num_pdfs=PDFS)
+    assert main(["train-ensemble", "--members", "3", "--epochs", "3", *TINY,
+                 str(root / "train"), str(root / "dev"), str(root / "ens")]) == 0  # fmt: skip
+    return root
+
+
+def teachers(root: Path) -> list[str]:
+    return (root / "ens" / "members.txt").read_text().split()
+
+
+def best_dev_acc(exp: Path) -> float:
+    rows = (exp / "train_curve.csv").read_text().splitlines()[1:]
+    return max(float(r.split(",")[6]) for r in rows)
+
+
+def test_members_differ_in_seed_and_ensemble_beats_mean_member(toy, capsys):
+    paths = teachers(toy)
+    assert len(paths) == 3
+    w = [SpliceDnn.load(p).hidden[0].weight for p in paths]
+    assert not torch.equal(w[0], w[1])
+    seeds = [yaml.safe_load((Path(p).parent / "config.yaml").read_text())["seed"] for p in paths]
+    assert seeds == [1, 2, 3]
+    out = toy / "ens" / "accuracy.yaml"
+    args = ["ensemble-accuracy", str(out), str(toy / "dev")]
+    assert main([*args, *[a for p in paths for a in ("--teacher", p)]]) == 0
+    acc = yaml.safe_load(out.read_text())["stores"][str(toy / "dev")]
+    assert acc["ensemble"] >= np.mean(acc["members"])
+    assert acc["ensemble"] > 80.0
+
+
+@pytest.mark.parametrize(
+    ("method", "extra"),
+    [
+        ("kd", ["--temperature", "2"]),
+        ("logits", []),
+        ("fitnets", ["--hint-epochs", "1"]),
+        ("self", ["--temperature", "2"]),
+    ],
+)
+def test_each_method_trains_a_student(toy, tmp_path, method, extra):
+    exp = tmp_path / method
+    args = ["distill", "--method", method, "--epochs", "3", *TINY, *extra]
+    if method != "self":
+        args += [a for p in teachers(toy) for a in ("--teacher", p)]
+    assert main([*args, str(toy / "train"), str(toy / "dev"), str(exp)]) == 0
+    assert best_dev_acc(exp) > 70.0  # chance is 20 %
+    assert yaml.safe_load((exp / "distill.yaml").read_text())["method"] == method
+    student = SpliceDnn.load(exp / "final")  # the student alone: no heads or regressor
+    assert set(student.state_dict()) == set(SpliceDnn.load(teachers(toy)[0]).state_dict())
+
+
+def test_unlabelled_transfer_set_trains_on_soft_targets_alone(toy, tmp_path):
+    exp = tmp_path / "unlabelled"
+    args = ["distill", "--epochs", "3", *TINY, "--temperature", "2",
+            *[a for p in teachers(toy) for a in ("--teacher", p)]]  # fmt: skip
+    assert main([*args, str(toy / "unlabelled"), str(toy / "dev"), str(exp)]) == 0
+    assert best_dev_acc(exp) > 70.0
+
+
+def test_distill_from_cache_matches_online(toy, tmp_path):
+    cache = tmp_path / "cache"
+    t_args = [a for p in teachers(toy) for a in ("--teacher", p)]
+    assert main(["make-soft-targets", *t_args, "--temperature", "2", "--top-k", str(PDFS),
+                 str(toy / "train"), str(cache)]) == 0  # fmt: skip
+    runs = {}
+    for name, src in (("online", t_args), ("cached", ["--soft-targets", str(cache)])):
+        exp = tmp_path / name
+        args = ["distill", "--epochs", "1", *TINY, "--temperature", "2", *src]
+        assert main([*args, str(toy / "train"), str(toy / "dev"), str(exp)]) == 0
+        runs[name] = SpliceDnn.load(exp / "final").state_dict()
+    # Same seed, same batches, same loss up to fp16 storage of the cached probabilities.
+    for k in runs["online"]:
+        torch.testing.assert_close(runs["online"][k], runs["cached"][k], rtol=0, atol=2e-3)
+    # A cache made at another temperature is refused.
+    args = ["distill", "--epochs", "1", *TINY, "--temperature", "5", "--soft-targets",
+            str(cache), str(toy / "train"), str(toy / "dev"), str(tmp_path / "bad")]  # fmt: skip
+    assert main(args) == 1
