@@ -24,6 +24,7 @@ from asr_distill.cli import (
     librispeech_cmds,
     lm_cmds,
     nnet_cmds,
+    report_cmds,
     soft_target_cmds,
     synth_cmds,
 )
@@ -42,6 +43,7 @@ COMMAND_MODULES = (
     librispeech_cmds,
     lm_cmds,
     nnet_cmds,
+    report_cmds,
     soft_target_cmds,
     synth_cmds,
 )

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 
+import yaml
+
 from asr_distill.config import load_config
 from asr_distill.decode.decode import DecodeConfig, decode_data_dir
 from asr_distill.decode.dnn import decode_dnn, frame_accuracy_on_store, load_models
 from asr_distill.decode.score import read_best_lmwt, score_decode_dir
 from asr_distill.features.framestore import FrameStore
+from asr_distill.io import atomic_open
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -66,8 +69,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         "the argmax of the DNNs' averaged posteriors.",
         epilog="example: asr-distill frame-accuracy --dnn exp/dnn/final frames/dev",
     )
-    p.add_argument("stores", nargs="+", help="frame stores with pdf targets")
+    p.add_argument("stores", nargs="*", help="frame stores with pdf targets")
     p.add_argument("--dnn", action="append", required=True, metavar="MODEL")
+    p.add_argument("--out", default=None, help="also write the accuracies (YAML) here")
+    p.add_argument(
+        "--subset", action="append", default=[], metavar="STORE",
+        help="also score this store's deterministic subset that train-dnn --data-fraction F "
+        "--seed S trained on (give --data-fraction and --seed)",
+    )  # fmt: skip
+    p.add_argument("--data-fraction", type=float, default=1.0, help="of --subset stores")
+    p.add_argument("--seed", type=int, default=0, help="seed of the --subset subsets (0)")
     p.set_defaults(func=_frame_accuracy)
 
 
@@ -101,9 +112,21 @@ def _decode(args: argparse.Namespace) -> int:
 
 def _frame_accuracy(args: argparse.Namespace) -> int:
     models = load_models(args.dnn)
-    for store_dir in args.stores:
-        acc, frames = frame_accuracy_on_store(models, FrameStore(store_dir))
+    results = {}
+    for store_dir, fraction in [(s, 1.0) for s in args.stores] + [
+        (s, args.data_fraction) for s in args.subset
+    ]:
+        store = FrameStore(store_dir)
+        if fraction < 1:
+            store = store.subset(fraction, seed=args.seed)
+        acc, frames = frame_accuracy_on_store(models, store)
+        results[store_dir] = {"frame_accuracy": round(acc, 3), "frames": frames}
         print(f"{store_dir}: frame accuracy {acc:.2f}% over {frames} frames")
+    if args.out:
+        with atomic_open(args.out) as f:
+            yaml.safe_dump({"models": args.dnn, "subset_fraction": args.data_fraction,
+                            "subset_seed": args.seed, "stores": results}, f,
+                           sort_keys=False)  # fmt: skip
     return 0
 
 

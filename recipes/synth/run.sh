@@ -29,6 +29,14 @@ tri1_leaves=$(yaml_get "$conf" tri1_leaves)
 tri1_gauss=$(yaml_get "$conf" tri1_gauss)
 tri1_iters=$(yaml_get "$conf" tri1_iters)
 lmwts=$(yaml_get "$conf" lmwts)
+dnn_lmwts=$(yaml_get "$conf" dnn_lmwts)
+ensemble_members=$(yaml_get "$conf" ensemble_members)
+temperatures=$(yaml_get "$conf" temperatures)
+soft_top_k=$(yaml_get "$conf" soft_top_k)
+hard_weight=$(yaml_get "$conf" hard_weight)
+small_fraction=$(yaml_get "$conf" small_fraction)
+small_epochs=$(yaml_get "$conf" small_epochs)
+small_temperature=$(yaml_get "$conf" small_temperature)
 
 corpus=$work_dir/corpus
 data=$work_dir/data
@@ -130,18 +138,91 @@ if run_stage 11; then
   log "Stage 11: baseline hybrid DNN (conf/dnn_$preset.yaml)"
   asr-distill train-dnn --config "$recipe_dir/conf/dnn_$preset.yaml" --no-progress \
     "$work_dir/frames/train" "$work_dir/frames/dev" "$exp/dnn"
-  asr-distill frame-accuracy --dnn "$exp/dnn/final" "$work_dir/frames/dev" \
-    "$work_dir/frames/test" | tee "$exp/dnn/frame_accuracy.txt"
+  asr-distill frame-accuracy --dnn "$exp/dnn/final" --out "$exp/dnn/frame_accuracy.yaml" \
+    "$work_dir/frames/train" "$work_dir/frames/dev" "$work_dir/frames/test"
 fi
 
 if run_stage 12; then
   log "Stage 12: decode dev and test with the DNN (tri1 tree and graph)"
   for s in dev test; do
-    asr-distill decode --nj "$nj" --lmwts "$lmwts" --dnn "$exp/dnn/final" "$exp/tri1/graph" \
+    asr-distill decode --nj "$nj" --lmwts "$dnn_lmwts" --dnn "$exp/dnn/final" "$exp/tri1/graph" \
       "$exp/tri1" "$work_dir/frames/$s" "$exp/dnn/decode_$s"
   done
   asr-distill score "$exp/dnn/decode_dev" "$data/dev"
   asr-distill score --lmwt-from "$exp/dnn/decode_dev" "$exp/dnn/decode_test" "$data/test"
+fi
+
+frames=$work_dir/frames
+dnn_conf=$recipe_dir/conf/dnn_$preset.yaml
+
+# decode_dnn NAME MODEL...: decode dev and test with the DNN(s), LM weight chosen on dev.
+decode_dnn() {
+  local name=$1; shift
+  local models=()
+  for m in "$@"; do models+=(--dnn "$m"); done
+  for s in dev test; do
+    asr-distill decode --nj "$nj" --lmwts "$dnn_lmwts" "${models[@]}" "$exp/tri1/graph" \
+      "$exp/tri1" "$frames/$s" "$exp/$name/decode_$s"
+  done
+  asr-distill score "$exp/$name/decode_dev" "$data/dev"
+  asr-distill score --lmwt-from "$exp/$name/decode_dev" "$exp/$name/decode_test" "$data/test"
+}
+
+if run_stage 13; then
+  log "Stage 13: teacher ensemble of $ensemble_members DNNs (seeds 1..$ensemble_members)"
+  asr-distill train-ensemble --members "$ensemble_members" --config "$dnn_conf" --no-progress \
+    "$frames/train" "$frames/dev" "$exp/ensemble"
+  mapfile -t members < "$exp/ensemble/members.txt"
+  teachers=(); for m in "${members[@]}"; do teachers+=(--teacher "$m"); done
+  asr-distill ensemble-accuracy "${teachers[@]}" "$exp/ensemble/accuracy.yaml" \
+    "$frames/dev" "$frames/test"
+fi
+
+if run_stage 14; then
+  log "Stage 14: decode with the ensemble (posteriors averaged)"
+  mapfile -t members < "$exp/ensemble/members.txt"
+  decode_dnn ensemble "${members[@]}"
+fi
+
+if run_stage 15; then
+  log "Stage 15: distillation from the ensemble at T in {$temperatures} (top-$soft_top_k cache)"
+  mapfile -t members < "$exp/ensemble/members.txt"
+  teachers=(); for m in "${members[@]}"; do teachers+=(--teacher "$m"); done
+  for t in $temperatures; do
+    asr-distill make-soft-targets "${teachers[@]}" --temperature "$t" --top-k "$soft_top_k" \
+      --no-progress "$frames/train" "$exp/soft_targets_T$t"
+    asr-distill distill --config "$dnn_conf" --no-progress --soft-targets \
+      "$exp/soft_targets_T$t" "${teachers[@]}" --temperature "$t" --hard-weight "$hard_weight" \
+      "$frames/train" "$frames/dev" "$exp/distill_T$t"
+    asr-distill frame-accuracy --dnn "$exp/distill_T$t/final" \
+      --out "$exp/distill_T$t/frame_accuracy.yaml" "$frames/dev" "$frames/test"
+    decode_dnn "distill_T$t" "$exp/distill_T$t/final"
+  done
+fi
+
+if run_stage 16; then
+  log "Stage 16: Table 5, $small_fraction of the training utterances: hard vs soft targets"
+  # Hard targets, early stopping on dev (the paper's setting); soft targets at
+  # T=$small_temperature from the baseline trained on all the data, no early stopping.
+  asr-distill train-dnn --config "$dnn_conf" --no-progress --data-fraction "$small_fraction" \
+    --epochs "$small_epochs" --schedule constant --early-stopping 3 \
+    "$frames/train" "$frames/dev" "$exp/small_hard"
+  asr-distill distill --config "$dnn_conf" --no-progress --data-fraction "$small_fraction" \
+    --epochs "$small_epochs" --schedule constant --teacher "$exp/dnn/final" \
+    --temperature "$small_temperature" --hard-weight "$hard_weight" \
+    "$frames/train" "$frames/dev" "$exp/small_soft"
+  for run in small_hard:final small_soft:last; do
+    asr-distill frame-accuracy --dnn "$exp/${run%%:*}/${run#*:}" \
+      --out "$exp/${run%%:*}/frame_accuracy.yaml" --subset "$frames/train" \
+      --data-fraction "$small_fraction" --seed 0 "$frames/test"
+  done
+fi
+
+if run_stage 17; then
+  log "Stage 17: report (Table 1, temperature sweep, Table 5)"
+  asr-distill report --temperatures "$temperatures" --title "asr-distill: synthetic corpus, preset $preset" \
+    --context "$(date -u +%F), $(nproc) CPU cores, preset $preset, $ensemble_members-model ensemble" \
+    "$exp" "$work_dir/report"
 fi
 
 log "done (stages $stage..$stop_stage)"

@@ -1,0 +1,224 @@
+"""``asr-distill report``: the paper's tables from a recipe's exp dir, as Markdown and
+CSV, with PNG plots.
+
+It reads what the recipe's steps wrote (layout of ``recipes/synth/run.sh``):
+
+- ``dnn/``: the baseline (one model); ``frame_accuracy.yaml`` (train, dev, test
+  stores), ``decode_{dev,test}/scores.yaml``
+- ``ensemble/``: ``accuracy.yaml`` (``ensemble-accuracy``), ``decode_{dev,test}/``
+- ``distill_T<T>/``: students at each temperature, like ``dnn/``
+- ``small_hard/`` and ``small_soft/``: the 3 % experiment (frame accuracy on the
+  subset they trained on and on test; ``train_curve.csv`` per epoch)
+
+and writes ``table1.{md,csv}``, ``temperature.{md,csv,png}``, ``table5.{md,csv}``,
+``table5_dev_curve.png`` and ``report.md`` (all of them, with the paper's numbers and
+the checks of the paper's claims). A missing input shows as "-" and is listed;
+nothing is made up.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from asr_distill.io import atomic_open, atomic_path
+
+log = logging.getLogger(__name__)
+
+PAPER_TABLE1 = {"baseline": (58.9, 10.9), "ensemble": (61.1, 10.7), "distilled": (60.8, 10.7)}
+PAPER_TABLE5 = {"baseline (100 %)": (63.4, 58.9), "hard targets (3 %)": (67.3, 44.5),
+                "soft targets (3 %)": (65.4, 57.0)}  # fmt: skip
+
+
+@dataclasses.dataclass
+class System:
+    """Frame accuracies (%) and WERs (%) of one system; None where not measured."""
+
+    name: str
+    dev_acc: float | None = None
+    test_acc: float | None = None
+    train_acc: float | None = None
+    dev_wer: float | None = None
+    test_wer: float | None = None
+
+
+class _Reader:
+    def __init__(self, exp: Path):
+        self.exp = exp
+        self.missing: list[str] = []
+
+    def yaml(self, rel: str) -> dict | None:
+        path = self.exp / rel
+        if not path.is_file():
+            self.missing.append(rel)
+            return None
+        return yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+
+    def wer(self, rel_dir: str) -> float | None:
+        scores = self.yaml(f"{rel_dir}/scores.yaml")
+        return None if scores is None else float(scores["wer"])
+
+    def frame_acc(self, rel: str, split: str) -> float | None:
+        """The accuracy for the store whose last path component is ``split``."""
+        data = self.yaml(rel)
+        if data is None:
+            return None
+        for store, v in data.get("stores", {}).items():
+            if Path(store).name == split:
+                return float(v["ensemble"] if "ensemble" in v else v["frame_accuracy"])
+        self.missing.append(f"{rel} [{split}]")
+        return None
+
+    def system(self, name: str, rel: str, acc_file: str = "frame_accuracy.yaml", *,
+               splits: Sequence[str] = ("dev", "test"), wer: bool = True) -> System:  # fmt: skip
+        acc = {s: self.frame_acc(f"{rel}/{acc_file}", s) for s in splits}
+        return System(
+            name, dev_acc=acc.get("dev"), test_acc=acc.get("test"), train_acc=acc.get("train"),
+            dev_wer=self.wer(f"{rel}/decode_dev") if wer else None,
+            test_wer=self.wer(f"{rel}/decode_test") if wer else None,
+        )  # fmt: skip
+
+    def curve(self, rel: str) -> list[tuple[int, float]]:
+        path = self.exp / rel / "train_curve.csv"
+        if not path.is_file():
+            self.missing.append(f"{rel}/train_curve.csv")
+            return []
+        with open(path, encoding="utf-8") as f:
+            return [(int(r["epoch"]), float(r["dev_frame_acc"])) for r in csv.DictReader(f)]
+
+
+def _fmt(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+def _write_table(out: Path, stem: str, header: Sequence[str], rows: Sequence[Sequence]) -> str:
+    md = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
+    md += "".join("| " + " | ".join(str(c) for c in row) + " |\n" for row in rows)
+    with atomic_open(out / f"{stem}.md") as f:
+        f.write(md)
+    with atomic_open(out / f"{stem}.csv") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return md
+
+
+def _share(part: float | None, whole: float | None) -> float | None:
+    if part is None or whole is None or whole == 0:
+        return None
+    return 100.0 * part / whole
+
+
+def make_report(
+    exp_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    temperatures: Sequence[float] = (1, 2, 5, 10),
+    title: str = "asr-distill report",
+    context: str = "",
+) -> str:
+    """Write the report files into ``out_dir``; return ``report.md``'s text."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    exp, out = Path(exp_dir), Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    r = _Reader(exp)
+    base = r.system("baseline (1 model)", "dnn", splits=("train", "dev", "test"))
+    ens = r.system("ensemble", "ensemble", acc_file="accuracy.yaml")
+    students = {t: r.system(f"distilled T={t:g}", f"distill_T{t:g}") for t in temperatures}
+    # The distilled row of Table 1: the temperature with the best DEV frame accuracy.
+    scored = [t for t in temperatures if students[t].dev_acc is not None]
+    best_t = max(scored, key=lambda t: students[t].dev_acc) if scored else None
+    dist = students[best_t] if best_t is not None else System("distilled")
+
+    header1 = ["system", "dev frame acc %", "test frame acc %", "dev WER %", "test WER %",
+               "paper frame acc %", "paper WER %"]  # fmt: skip
+    rows1 = []
+    for sys_, key in ((base, "baseline"), (ens, "ensemble"), (dist, "distilled")):
+        rows1.append([sys_.name, _fmt(sys_.dev_acc), _fmt(sys_.test_acc), _fmt(sys_.dev_wer),
+                      _fmt(sys_.test_wer), *PAPER_TABLE1[key]])  # fmt: skip
+    t1 = _write_table(out, "table1", header1, rows1)
+
+    header_t = ["T", "dev frame acc %", "test frame acc %", "dev WER %", "test WER %"]
+    rows_t = [[f"{t:g}", _fmt(s.dev_acc), _fmt(s.test_acc), _fmt(s.dev_wer), _fmt(s.test_wer)]
+              for t, s in students.items()]  # fmt: skip
+    tt = _write_table(out, "temperature", header_t, rows_t)
+    fig, ax1 = plt.subplots(figsize=(6, 4))
+    ts = [t for t in temperatures if students[t].dev_acc is not None]
+    ax1.plot(ts, [students[t].dev_acc for t in ts], "o-", label="dev frame acc")
+    ax1.set_xscale("log")
+    ax1.set_xticks(list(temperatures), [f"{t:g}" for t in temperatures])
+    ax1.set_xlabel("temperature T")
+    ax1.set_ylabel("dev frame accuracy %")
+    ax2 = ax1.twinx()
+    tw = [t for t in temperatures if students[t].dev_wer is not None]
+    ax2.plot(tw, [students[t].dev_wer for t in tw], "s--", color="tab:red", label="dev WER")
+    ax2.set_ylabel("dev WER %")
+    fig.legend(loc="upper center", ncol=2)
+    fig.tight_layout()
+    with atomic_path(out / "temperature.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+    hard = r.system("hard targets (3 %)", "small_hard", splits=("train", "test"), wer=False)
+    soft = r.system("soft targets (3 %)", "small_soft", splits=("train", "test"), wer=False)
+    header5 = ["system", "train frame acc %", "test frame acc %", "paper train %", "paper test %"]
+    rows5 = [[s.name, _fmt(s.train_acc), _fmt(s.test_acc), *PAPER_TABLE5[k]]
+             for s, k in ((base, "baseline (100 %)"), (hard, "hard targets (3 %)"),
+                          (soft, "soft targets (3 %)"))]  # fmt: skip
+    rows5[0][0] = "baseline (100 %)"
+    t5 = _write_table(out, "table5", header5, rows5)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    drawn = 0
+    for name, rel in (("hard targets (3 %)", "small_hard"), ("soft targets (3 %)", "small_soft")):
+        c = r.curve(rel)
+        if c:
+            ax.plot([e for e, _ in c], [a for _, a in c], "o-", label=name)
+            drawn += 1
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("dev frame accuracy %")
+    ax.set_title("3 % of the training data")
+    if drawn:
+        ax.legend()
+    fig.tight_layout()
+    with atomic_path(out / "table5_dev_curve.png") as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+    checks = []
+    gain = None if ens.test_acc is None or base.test_acc is None else ens.test_acc - base.test_acc
+    kept = _share(None if dist.test_acc is None or base.test_acc is None
+                  else dist.test_acc - base.test_acc, gain)  # fmt: skip
+    checks.append(f"- ensemble beats the baseline (test frame accuracy): "
+                  f"{'-' if gain is None else ('yes' if gain > 0 else 'NO')} "
+                  f"(gain {_fmt(gain)} points)")  # fmt: skip
+    checks.append(f"- distilled model keeps at least 80 % of the ensemble's gain: "
+                  f"{'-' if kept is None else ('yes' if kept >= 80 else 'NO')} "
+                  f"(keeps {_fmt(kept)} %; T = {'-' if best_t is None else f'{best_t:g}'}, "
+                  "chosen on dev)")  # fmt: skip
+    gap = None if base.test_acc is None or hard.test_acc is None else base.test_acc - hard.test_acc
+    rec = _share(None if soft.test_acc is None or hard.test_acc is None
+                 else soft.test_acc - hard.test_acc, gap)  # fmt: skip
+    checks.append(f"- soft targets on 3 % recover at least 70 % of the gap between hard targets "
+                  f"on 3 % and the 100 % baseline: "
+                  f"{'-' if rec is None else ('yes' if rec >= 70 else 'NO')} "
+                  f"(recover {_fmt(rec)} %)")  # fmt: skip
+    missing = sorted(set(r.missing))
+    text = f"# {title}\n\n{context}\n\n## Table 1: baseline, ensemble, distilled\n\n{t1}\n"
+    text += f"## Temperature sweep\n\n{tt}\n![temperature](temperature.png)\n\n"
+    text += f"## Table 5: 3 % of the training data\n\n{t5}\n![dev curves](table5_dev_curve.png)\n\n"
+    text += "## The paper's claims, checked\n\n" + "\n".join(checks) + "\n"
+    if missing:
+        text += "\n## Not measured (inputs missing)\n\n" + "".join(f"- {m}\n" for m in missing)
+    with atomic_open(out / "report.md") as f:
+        f.write(text)
+    log.info("report: %s (%d missing inputs)", out / "report.md", len(missing))
+    return text

@@ -1,0 +1,67 @@
+"""The report: tables from a recipe's exp dir, the distilled row chosen on dev, the
+paper's claims computed from the numbers, plots written, missing inputs listed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from asr_distill.cli import main
+
+
+def put(path: Path, data) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        path.write_text(data)
+    else:
+        path.write_text(yaml.safe_dump(data))
+
+
+def system(exp: Path, rel: str, accs: dict[str, float], wers: tuple[float, float] | None):
+    put(exp / rel / "frame_accuracy.yaml",
+        {"stores": {f"/x/frames/{s}": {"frame_accuracy": a} for s, a in accs.items()}})  # fmt: skip
+    if wers:
+        for split, w in zip(("dev", "test"), wers, strict=True):
+            put(exp / rel / f"decode_{split}" / "scores.yaml", {"lmwt": 11, "wer": w})
+
+
+def test_report_tables_and_claims(tmp_path):
+    exp = tmp_path / "exp"
+    system(exp, "dnn", {"train": 80.0, "dev": 50.0, "test": 48.0}, (25.0, 26.0))
+    put(exp / "ensemble" / "accuracy.yaml", {"stores": {
+        "/x/frames/dev": {"ensemble": 54.0, "members": [50.0, 51.0]},
+        "/x/frames/test": {"ensemble": 52.0, "members": [48.0, 49.0]}}})  # fmt: skip
+    for split, w in (("dev", 23.0), ("test", 24.0)):
+        put(exp / "ensemble" / f"decode_{split}" / "scores.yaml", {"wer": w})
+    # T=2 is best on dev (53.0) though T=5 is best on test: the report must pick T=2.
+    for t, dev, test in ((1, 51.0, 49.0), (2, 53.0, 51.5), (5, 52.0, 51.9), (10, 51.5, 50.0)):
+        system(exp, f"distill_T{t}", {"dev": dev, "test": test}, (24.0, 25.0))
+    system(exp, "small_hard", {"train": 90.0, "test": 40.0}, None)
+    system(exp, "small_soft", {"train": 70.0, "test": 46.0}, None)
+    for rel, accs in (("small_hard", (30, 38, 37)), ("small_soft", (30, 40, 43))):
+        rows = "epoch,step,lr,train_loss,train_frame_acc,dev_loss,dev_frame_acc,seconds\n"
+        rows += "".join(f"{e},{e},0.1,1,1,1,{a},1\n" for e, a in enumerate(accs))
+        put(exp / rel / "train_curve.csv", rows)
+    out = tmp_path / "report"
+    assert main(["report", str(exp), str(out)]) == 0
+    t1 = (out / "table1.csv").read_text().splitlines()
+    assert t1[3].startswith("distilled T=2,53.00,51.50,24.00,25.00")
+    text = (out / "report.md").read_text()
+    # gain 52-48 = 4; distilled keeps (51.5-48)/4 = 87.5 %; soft recovers (46-40)/(48-40) = 75 %.
+    assert "ensemble beats the baseline (test frame accuracy): yes (gain 4.00 points)" in text
+    assert "keeps 87.50 %; T = 2" in text and "recover 75.00 %" in text
+    assert "Not measured" not in text
+    t5 = (out / "table5.csv").read_text().splitlines()
+    assert t5[1].startswith("baseline (100 %),80.00,48.00")
+    for png in ("temperature.png", "table5_dev_curve.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_missing_inputs_are_listed_not_invented(tmp_path):
+    exp = tmp_path / "exp"
+    system(exp, "dnn", {"train": 80.0, "dev": 50.0, "test": 48.0}, (25.0, 26.0))
+    assert main(["report", str(exp), str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## Not measured (inputs missing)" in text and "- ensemble/accuracy.yaml" in text
+    assert "ensemble beats the baseline (test frame accuracy): -" in text
