@@ -33,6 +33,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="skip utterances with missing/mismatched targets or CMVN stats "
         "(listed in OUT_DIR/skipped.txt)",
     )
+    p.add_argument(
+        "--keep-unaligned", action="store_true",
+        help="keep utterances without targets (failed to align) with all frames unlabelled, "
+        "listed in OUT_DIR/unaligned.txt (dev/test stores that are decoded whole)",
+    )  # fmt: skip
     p.add_argument("--force", action="store_true", help="rebuild a finished store")
     p.set_defaults(func=_make)
 
@@ -49,6 +54,7 @@ def _make(args: argparse.Namespace) -> int:
             norm_vars=args.norm_vars,
             num_pdfs=args.num_pdfs,
             skip_bad=args.skip_bad,
+            keep_unaligned=args.keep_unaligned,
             force=args.force,
         )
     finally:

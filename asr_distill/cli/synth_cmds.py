@@ -38,6 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--nj", type=int, default=1, help="parallel worker processes (default 1)")
     p.add_argument(
+        "--lm-max-sentences", type=int, default=None,
+        help="keep at most this many sentences in lm_text.txt (default: all)",
+    )  # fmt: skip
+    p.add_argument(
         "--config",
         type=Path,
         default=None,
@@ -50,7 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _make(args: argparse.Namespace) -> int:
-    config = load_config(SynthConfig, args.config, hours=args.hours, seed=args.seed)
+    config = load_config(SynthConfig, args.config, hours=args.hours, seed=args.seed,
+                         lm_max_sentences=args.lm_max_sentences)  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     handler = add_file_log(args.out / "log" / "make-synth-corpus.log")
     try:

@@ -16,6 +16,8 @@ On-disk format (``format_version`` 1), all arrays little-endian ``.npy``:
 - ``meta.json``    dim, num_frames, num_utts, num_labelled_frames, num_pdfs (or null),
   CMVN settings, ``feats_sha256`` (sha256 of the float16 feature bytes), source paths
 - ``skipped.txt``  ``utt reason`` of utterances skipped with ``skip_bad`` (only if any)
+- ``unaligned.txt`` utterances kept without targets (all frames ``-1``) with
+  ``keep_unaligned`` (only if any)
 - ``.done``        written last; a store without it is incomplete
 
 Splicing repeats edge frames, exactly like Kaldi's ``splice-feats``: for frame ``t``
@@ -58,6 +60,7 @@ OFFSETS_FILE = "offsets.npy"
 UTT_IDS_FILE = "utt_ids.txt"
 META_FILE = "meta.json"
 SKIPPED_FILE = "skipped.txt"
+UNALIGNED_FILE = "unaligned.txt"
 
 _FP16_MAX = float(np.finfo(np.float16).max)
 _STATS_CHUNK_FRAMES = 1 << 18
@@ -299,6 +302,7 @@ class _Plan:
     num_seen: int
     dim: int
     max_target: int
+    unaligned: list[str] = dataclasses.field(default_factory=list)
 
 
 def _plan(
@@ -308,9 +312,11 @@ def _plan(
     tgt_path: str | None,
     cmvn: _Cmvn | None,
     skip_bad: bool,
+    keep_unaligned: bool = False,
 ) -> _Plan:
     """Pass 1: shapes, target lengths and CMVN coverage of every utterance; what to keep."""
     utts: list[tuple[str, int]] = []
+    unaligned: list[str] = []
     skipped: dict[str, str] = {}
     seen: set[str] = set()
     dim = None
@@ -329,7 +335,9 @@ def _plan(
             )
         problem: tuple[str, Path | str | None] | None = None
         files = f"(features {source.name}, targets {tgt_name})"
-        if tgt is not None and utt not in tgt:
+        if tgt is not None and utt not in tgt and keep_unaligned:
+            unaligned.append(utt)  # kept, every frame unlabelled
+        elif tgt is not None and utt not in tgt:
             problem = (f"utterance {utt!r} has features but no targets {files}", tgt_path)
         elif tgt is not None and len(tgt[utt]) != num:
             problem = (
@@ -344,14 +352,14 @@ def _plan(
             skipped[utt] = problem[0]
             log.warning("skipping: %s", problem[0])
             continue
-        if tgt is not None and num:
+        if tgt is not None and num and utt in tgt:
             max_target = max(max_target, int(tgt[utt].max()))
         utts.append((utt, num))
     if not utts:
         raise InputError("no utterances to store", source.path)
     if tgt is not None and set(tgt) - seen:
         log.warning("%d utterances have targets but no features; ignored", len(set(tgt) - seen))
-    return _Plan(utts, skipped, len(seen), dim, max_target)
+    return _Plan(utts, skipped, len(seen), dim, max_target, unaligned)
 
 
 def _write_arrays(
@@ -404,7 +412,7 @@ def _write_arrays(
             s, e = int(offsets[i]), int(offsets[i + 1])
             feats_mm[s:e] = x16
             sha.update(x16.tobytes())
-            if tgt is not None:
+            if tgt is not None and utt in tgt:
                 vec = tgt.pop(utt)
                 targets_mm[s:e] = vec
                 num_labelled += int(np.count_nonzero(vec >= 0))
@@ -454,6 +462,7 @@ def build_frame_store(
     norm_vars: bool = False,
     num_pdfs: int | None = None,
     skip_bad: bool = False,
+    keep_unaligned: bool = False,
     force: bool = False,
 ) -> FrameStoreSummary:
     """Write a frame store (see the module docstring for the format) to ``out_dir``.
@@ -472,6 +481,9 @@ def build_frame_store(
         missing or of the wrong length, or that lack CMVN stats, instead of raising
         :class:`InputError` naming the utterance and files. Non-finite features and a
         feature dimension that changes are always errors.
+    keep_unaligned: keep utterances that have no targets (e.g. failed to align) with
+        every frame unlabelled (-1), counted, logged and listed in ``unaligned.txt``:
+        a dev or test store must hold every utterance to be decoded.
     force: rebuild a complete store; otherwise a complete store is left alone.
 
     Reads the features twice (headers only for a binary scp, then the data) and holds
@@ -506,7 +518,7 @@ def build_frame_store(
     tgt_path = None if targets is None or isinstance(targets, Mapping) else tgt_name
     cmvn = None if cmvn_scp is None else _Cmvn(cmvn_scp, utt2spk, norm_vars)
 
-    plan = _plan(source, tgt, tgt_name, tgt_path, cmvn, skip_bad)
+    plan = _plan(source, tgt, tgt_name, tgt_path, cmvn, skip_bad, keep_unaligned)
     if num_pdfs is not None and plan.max_target >= num_pdfs:
         raise InputError(
             f"pdf-id {plan.max_target} is out of range for num_pdfs={num_pdfs}", tgt_path
@@ -532,6 +544,14 @@ def build_frame_store(
         log.warning("skipped %d utterances (listed in %s)", len(skipped), skipped_path)
     elif skipped_path.exists():
         skipped_path.unlink()
+    unaligned_path = out_dir / UNALIGNED_FILE
+    if plan.unaligned:
+        with atomic_open(unaligned_path) as f:
+            f.writelines(f"{utt}\n" for utt in plan.unaligned)
+        log.warning("%d utterances have no targets and are kept unlabelled (listed in %s)",
+                    len(plan.unaligned), unaligned_path)  # fmt: skip
+    elif unaligned_path.exists():
+        unaligned_path.unlink()
     meta = {
         "format_version": FORMAT_VERSION,
         "dim": plan.dim,
@@ -540,6 +560,7 @@ def build_frame_store(
         "num_labelled_frames": num_labelled,
         "num_pdfs": num_pdfs,
         "num_skipped": len(skipped),
+        "num_unaligned": len(plan.unaligned),
         "feats_dtype": "float16",
         "feats_sha256": sha256,
         "cmvn": {

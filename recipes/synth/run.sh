@@ -22,6 +22,7 @@ conf="$recipe_dir/conf/$preset.yaml"
 [ -f "$conf" ] || { echo "$0: no preset '$preset' ($conf)" >&2; exit 1; }
 corpus_hours=$(yaml_get "$conf" corpus_hours)
 corpus_seed=$(yaml_get "$conf" corpus_seed)
+lm_max_sentences=$(yaml_get "$conf" lm_max_sentences)
 lm_order=$(yaml_get "$conf" lm_order)
 mono_iters=$(yaml_get "$conf" mono_iters)
 mono_gauss=$(yaml_get "$conf" mono_gauss)
@@ -47,7 +48,7 @@ log "preset $preset ($conf), work dir $work_dir, nj $nj"
 if run_stage 0; then
   log "Stage 0: synthesise the corpus ($corpus_hours h, seed $corpus_seed)"
   asr-distill make-synth-corpus --out "$corpus" --hours "$corpus_hours" \
-    --seed "$corpus_seed" --nj "$nj"
+    --seed "$corpus_seed" --nj "$nj" --lm-max-sentences "$lm_max_sentences"
 fi
 
 if run_stage 1; then
@@ -125,9 +126,11 @@ fi
 if run_stage 10; then
   log "Stage 10: DNN frame stores: fbank + per-speaker CMN, tri1 pdf targets"
   for s in $splits; do
-    skip=()
-    [ "$s" = train ] && skip=(--skip-bad)  # utterances that failed to align are listed
-    asr-distill make-frame-store "${skip[@]}" --targets "$exp/tri1_ali_$s/pdf.ark" \
+    # Utterances that failed to align are listed: dropped from train; kept unlabelled in
+    # dev/test, which are decoded whole.
+    bad=(--keep-unaligned)
+    [ "$s" = train ] && bad=(--skip-bad)
+    asr-distill make-frame-store "${bad[@]}" --targets "$exp/tri1_ali_$s/pdf.ark" \
       --num-pdfs "$(cat "$exp/tri1_ali_train/num_pdfs")" \
       --cmvn-scp "$data/${s}_fbank/cmvn.scp" --utt2spk "$data/${s}_fbank/utt2spk" \
       "$data/${s}_fbank/feats.scp" "$work_dir/frames/$s"

@@ -303,6 +303,14 @@ def test_plan_splits_are_disjoint_and_deterministic():
     assert [u.text for u in other.utterances] != [u.text for u in plan.utterances]
 
 
+def test_lm_text_cap_keeps_splits_and_caps_lm_sentences():
+    sentences = sentence_pool(3000)
+    full = plan_corpus(SynthConfig(hours=0.5, seed=3), sentences, LEXICON)
+    capped = plan_corpus(SynthConfig(hours=0.5, seed=3, lm_max_sentences=100), sentences, LEXICON)
+    assert capped.utterances == full.utterances
+    assert capped.lm_sentences == full.lm_sentences[:100]
+
+
 def test_plan_ids_follow_librispeech_layout():
     plan = plan_corpus(
         SynthConfig(hours=0.3, seed=1, utts_per_chapter=3), sentence_pool(2000), LEXICON

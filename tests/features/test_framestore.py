@@ -293,6 +293,19 @@ def test_length_mismatch_names_utterance_and_skip_bad_counts(tmp_path, utts):
     assert store.meta["num_skipped"] == 2
 
 
+def test_keep_unaligned_keeps_utterances_unlabelled_and_lists_them(tmp_path, utts):
+    targets = make_targets(utts)
+    dropped = sorted(targets)[0]
+    del targets[dropped]
+    summary = build_frame_store(tmp_path / "fs", utts, targets=targets, keep_unaligned=True)
+    store = FrameStore(tmp_path / "fs")
+    assert store.num_utts == len(utts) and summary.num_skipped == 0
+    assert (store.utterance_targets(dropped) == -1).all()
+    assert (tmp_path / "fs" / "unaligned.txt").read_text().split() == [dropped]
+    assert store.meta["num_unaligned"] == 1
+    assert store.num_labelled_frames == store.num_frames - len(utts[dropped])
+
+
 def test_missing_targets_is_an_error_naming_the_utterance(tmp_path, utts):
     targets = make_targets(utts)
     del targets["spk0-utt003"]

@@ -50,6 +50,9 @@ class SynthConfig:
     max_words: int = 25
     lm_min_fraction: float = 0.1
     """At least this share of the sentence pool goes to ``lm_text.txt`` (plus all unused)."""
+    lm_max_sentences: int = 0
+    """If > 0, ``lm_text.txt`` keeps only this many sentences (a smaller vocabulary, LM
+    and decoding graph, e.g. for the tiny preset); 0 keeps all."""
     speed_range: tuple[float, float] = (0.9, 1.1)
     """sox ``speed`` factor (tempo and pitch together, like Kaldi's speed perturbation)."""
     pitch_cents_range: tuple[float, float] = (-200.0, 200.0)
@@ -115,6 +118,8 @@ class SynthConfig:
             raise InputError(
                 f"need 1 <= min_words <= max_words, got {self.min_words}, {self.max_words}"
             )
+        if self.lm_max_sentences < 0:
+            raise InputError(f"lm_max_sentences must be >= 0, got {self.lm_max_sentences}")
         if not 0 <= self.lm_min_fraction < 1:
             raise InputError(f"lm_min_fraction must be in [0, 1), got {self.lm_min_fraction}")
         if self.utts_per_chapter < 1 or self.utts_per_chapter > 9999:

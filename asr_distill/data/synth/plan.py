@@ -165,6 +165,8 @@ def plan_corpus(config: SynthConfig, sentences: Sequence[str], lexicon: Lexicon)
             log.warning("train: %d utterances reuse a train sentence", stream.num_reused)
 
     lm_sentences = tuple(lm_reserved + list(pool[stream.used :]))
+    if config.lm_max_sentences:
+        lm_sentences = lm_sentences[: config.lm_max_sentences]
     return CorpusPlan(_number(drafts, config), lm_sentences, stream.num_reused)
 
 
