@@ -31,6 +31,9 @@ tri1_gauss=$(yaml_get "$conf" tri1_gauss)
 tri1_iters=$(yaml_get "$conf" tri1_iters)
 lmwts=$(yaml_get "$conf" lmwts)
 dnn_lmwts=$(yaml_get "$conf" dnn_lmwts)
+dnn_beam=$(yaml_get "$conf" dnn_beam)
+dnn_max_active=$(yaml_get "$conf" dnn_max_active)
+ensemble_parallel=$(yaml_get "$conf" ensemble_parallel)
 ensemble_members=$(yaml_get "$conf" ensemble_members)
 temperatures=$(yaml_get "$conf" temperatures)
 soft_top_k=$(yaml_get "$conf" soft_top_k)
@@ -148,7 +151,8 @@ fi
 if run_stage 12; then
   log "Stage 12: decode dev and test with the DNN (tri1 tree and graph)"
   for s in dev test; do
-    asr-distill decode --nj "$nj" --lmwts "$dnn_lmwts" --dnn "$exp/dnn/final" "$exp/tri1/graph" \
+    asr-distill decode --nj "$nj" --lmwts "$dnn_lmwts" --beam "$dnn_beam" \
+      --max-active "$dnn_max_active" --dnn "$exp/dnn/final" "$exp/tri1/graph" \
       "$exp/tri1" "$work_dir/frames/$s" "$exp/dnn/decode_$s"
   done
   asr-distill score "$exp/dnn/decode_dev" "$data/dev"
@@ -164,7 +168,8 @@ decode_dnn() {
   local models=()
   for m in "$@"; do models+=(--dnn "$m"); done
   for s in dev test; do
-    asr-distill decode --nj "$nj" --lmwts "$dnn_lmwts" "${models[@]}" "$exp/tri1/graph" \
+    asr-distill decode --nj "$nj" --lmwts "$dnn_lmwts" --beam "$dnn_beam" \
+      --max-active "$dnn_max_active" "${models[@]}" "$exp/tri1/graph" \
       "$exp/tri1" "$frames/$s" "$exp/$name/decode_$s"
   done
   asr-distill score "$exp/$name/decode_dev" "$data/dev"
@@ -173,7 +178,8 @@ decode_dnn() {
 
 if run_stage 13; then
   log "Stage 13: teacher ensemble of $ensemble_members DNNs (seeds 1..$ensemble_members)"
-  asr-distill train-ensemble --members "$ensemble_members" --config "$dnn_conf" --no-progress \
+  asr-distill train-ensemble --members "$ensemble_members" --parallel "$ensemble_parallel" \
+    --config "$dnn_conf" --no-progress \
     "$frames/train" "$frames/dev" "$exp/ensemble"
   mapfile -t members < "$exp/ensemble/members.txt"
   teachers=(); for m in "${members[@]}"; do teachers+=(--teacher "$m"); done
