@@ -30,6 +30,8 @@ tri1_leaves=$(yaml_get "$conf" tri1_leaves)
 tri1_gauss=$(yaml_get "$conf" tri1_gauss)
 tri1_iters=$(yaml_get "$conf" tri1_iters)
 lmwts=$(yaml_get "$conf" lmwts)
+gmm_beam=$(yaml_get "$conf" gmm_beam)
+gmm_max_active=$(yaml_get "$conf" gmm_max_active)
 dnn_lmwts=$(yaml_get "$conf" dnn_lmwts)
 dnn_beam=$(yaml_get "$conf" dnn_beam)
 dnn_max_active=$(yaml_get "$conf" dnn_max_active)
@@ -118,7 +120,8 @@ if run_stage 9; then
   log "Stage 9: decode dev and test with mono and tri1; LM weight chosen on dev"
   for m in mono tri1; do
     for s in dev test; do
-      asr-distill decode --nj "$nj" --lmwts "$lmwts" "$exp/$m/graph" "$exp/$m" \
+      asr-distill decode --nj "$nj" --lmwts "$lmwts" --beam "$gmm_beam" \
+        --max-active "$gmm_max_active" "$exp/$m/graph" "$exp/$m" \
         "$data/${s}_mfcc" "$exp/$m/decode_$s"
     done
     asr-distill score "$exp/$m/decode_dev" "$data/dev"
