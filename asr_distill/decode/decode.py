@@ -28,8 +28,8 @@ import torch
 from asr_distill.config import save_config
 from asr_distill.errors import InputError
 from asr_distill.hmm.model import GmmHmm
-from asr_distill.io import atomic_open, is_done, mark_done
-from asr_distill.logging_setup import add_file_log
+from asr_distill.io import atomic_open, mark_done
+from asr_distill.io.step import step_log
 
 log = logging.getLogger(__name__)
 
@@ -160,13 +160,9 @@ def decode_data_dir(
 
     config = config or DecodeConfig()
     decode_dir = Path(decode_dir)
-    if is_done(decode_dir) and not force:
-        log.info("%s is complete; nothing to do (use --force to redo)", decode_dir)
-        return None
-    (decode_dir / ".done").unlink(missing_ok=True)
-    decode_dir.mkdir(parents=True, exist_ok=True)
-    handler = add_file_log(decode_dir / "log" / "decode.log")
-    try:
+    with step_log(decode_dir, "decode.log", force=force) as run:
+        if not run:
+            return None
         save_config(config, decode_dir / "config.yaml")
         model = GmmHmm.load(model_dir)
         feats = load_gmm_features(data_dir)
@@ -174,9 +170,6 @@ def decode_data_dir(
         start = time.perf_counter()
         hyps = decode(graph_dir, model, utts, feats.__getitem__, config, kind="gmm", nj=nj)
         return write_decode_dir(decode_dir, hyps, feats, time.perf_counter() - start, nj)
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
 
 
 def write_decode_dir(

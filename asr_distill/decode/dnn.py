@@ -17,8 +17,8 @@ from asr_distill.decode.decode import DecodeConfig, decode, write_decode_dir
 from asr_distill.errors import InputError
 from asr_distill.features.framestore import FrameStore
 from asr_distill.hmm.model import GmmHmm
-from asr_distill.io import atomic_open, is_done
-from asr_distill.logging_setup import add_file_log
+from asr_distill.io import atomic_open
+from asr_distill.io.step import step_log
 from asr_distill.nnet.model import SpliceDnn, hybrid_log_likelihoods
 
 log = logging.getLogger(__name__)
@@ -84,13 +84,9 @@ def decode_dnn(
     tree the DNNs' pdfs come from) and the DNNs' averaged posteriors over priors."""
     config = config or DecodeConfig()
     decode_dir = Path(decode_dir)
-    if is_done(decode_dir) and not force:
-        log.info("%s is complete; nothing to do (use --force to redo)", decode_dir)
-        return None
-    (decode_dir / ".done").unlink(missing_ok=True)
-    decode_dir.mkdir(parents=True, exist_ok=True)
-    handler = add_file_log(decode_dir / "log" / "decode.log")
-    try:
+    with step_log(decode_dir, "decode.log", force=force) as run:
+        if not run:
+            return None
         save_config(config, decode_dir / "config.yaml")
         with atomic_open(decode_dir / "models.txt") as f:
             f.writelines(f"{p}\n" for p in dnn_paths)
@@ -114,6 +110,3 @@ def decode_dnn(
         hyps = decode(graph_dir, hmm, sorted(loglikes), loglikes.__getitem__, config,
                       kind="loglikes", nj=nj)  # fmt: skip
         return write_decode_dir(decode_dir, hyps, loglikes, time.perf_counter() - start, nj)
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()

@@ -47,6 +47,7 @@ from asr_distill.errors import InputError
 from asr_distill.features.compute import apply_cmvn
 from asr_distill.io import atomic_open, atomic_path, is_done, mark_done
 from asr_distill.io.kaldi_ark import kaldi_io
+from asr_distill.io.npy import load_npy_checked
 
 log = logging.getLogger(__name__)
 
@@ -674,18 +675,7 @@ class FrameStore:
             self.verify_checksum()
 
     def _open(self, name: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
-        path = self.path / name
-        try:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except FileNotFoundError:
-            raise InputError("frame store file is missing", path) from None
-        except (ValueError, OSError, EOFError) as e:
-            raise InputError(f"truncated or corrupt array ({e})", path) from None
-        if arr.dtype != np.dtype(dtype) or arr.shape != shape:
-            raise InputError(
-                f"holds {arr.dtype} {arr.shape}, meta.json says {np.dtype(dtype)} {shape}", path
-            )
-        return arr
+        return load_npy_checked(self.path / name, dtype, shape, "frame store")
 
     # ---- properties
 

@@ -27,9 +27,9 @@ from asr_distill.hmm.em import (
 )
 from asr_distill.hmm.feats import global_stats, load_gmm_features
 from asr_distill.hmm.model import GmmHmm, init_mono
-from asr_distill.io import atomic_open, is_done, mark_done
+from asr_distill.io import atomic_open, mark_done
+from asr_distill.io.step import step_log
 from asr_distill.lang.validate import LangDir, validate_lang
-from asr_distill.logging_setup import add_file_log
 
 log = logging.getLogger(__name__)
 
@@ -183,13 +183,9 @@ def train_mono(
     None if ``out_dir`` is already finished and not ``force``."""
     config = config or MonoConfig()
     out_dir = Path(out_dir)
-    if is_done(out_dir) and not force:
-        log.info("%s is complete; nothing to do (use --force to redo)", out_dir)
-        return None
-    (out_dir / ".done").unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    handler = add_file_log(out_dir / "log" / "train.log")
-    try:
+    with step_log(out_dir, "train.log", force=force) as run:
+        if not run:
+            return None
         save_config(config, out_dir / "config.yaml")
         data = load_training_data(data_dir, lang_dir)
         if config.num_shortest:
@@ -257,9 +253,6 @@ def train_mono(
         )
         mark_done(out_dir)
         return model
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
 
 
 def align_data_dir(
@@ -279,13 +272,9 @@ def align_data_dir(
 
     opts = opts or AlignOptions()
     ali_dir = Path(ali_dir)
-    if is_done(ali_dir) and not force:
-        log.info("%s is complete; nothing to do (use --force to redo)", ali_dir)
-        return None
-    (ali_dir / ".done").unlink(missing_ok=True)
-    ali_dir.mkdir(parents=True, exist_ok=True)
-    handler = add_file_log(ali_dir / "log" / "align.log")
-    try:
+    with step_log(ali_dir, "align.log", force=force) as run:
+        if not run:
+            return None
         save_config(opts, ali_dir / "config.yaml")
         model = GmmHmm.load(model_dir)
         data = load_training_data(data_dir, lang_dir)
@@ -321,6 +310,3 @@ def align_data_dir(
             f.writelines(f"{k}: {v}\n" for k, v in summary.items())
         mark_done(ali_dir)
         return summary
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()

@@ -28,8 +28,8 @@ from asr_distill.hmm.questions import make_questions, read_questions, read_roots
 from asr_distill.hmm.train import TrainingData, _write_curve, load_training_data, run_em
 from asr_distill.hmm.tree import build_tree, leaf_stats
 from asr_distill.hmm.tree_stats import TreeStats, accumulate_tree_stats
-from asr_distill.io import atomic_open, is_done, mark_done
-from asr_distill.logging_setup import add_file_log
+from asr_distill.io import atomic_open, mark_done
+from asr_distill.io.step import step_log
 
 log = logging.getLogger(__name__)
 
@@ -176,15 +176,6 @@ def convert_alignments(
     return out
 
 
-def _start(out_dir: Path, force: bool, log_name: str):
-    if is_done(out_dir) and not force:
-        log.info("%s is complete; nothing to do (use --force to redo)", out_dir)
-        return None
-    (out_dir / ".done").unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    return add_file_log(out_dir / "log" / log_name)
-
-
 def build_tree_dir(
     data_dir: str | Path,
     lang_dir: str | Path,
@@ -197,19 +188,15 @@ def build_tree_dir(
     """The ``build-tree`` step: a tree dir from a data dir and an alignment dir."""
     config = config or TreeConfig()
     tree_dir = Path(tree_dir)
-    handler = _start(tree_dir, force, "build-tree.log")
-    if handler is None:
-        return None
-    try:
+    with step_log(tree_dir, "build-tree.log", force=force) as run:
+        if not run:
+            return None
         save_config(config, tree_dir / "config.yaml")
         data = load_training_data(data_dir, lang_dir)
         tree, _ = make_tree(data, GmmHmm.load(ali_dir), read_alignments(ali_dir), config,
                             tree_dir)  # fmt: skip
         mark_done(tree_dir)
         return tree
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
 
 
 def train_tri(
@@ -224,10 +211,9 @@ def train_tri(
     """Triphone training on the alignments of ``ali_dir`` (e.g. of the mono model)."""
     config = config or TriConfig()
     out_dir = Path(out_dir)
-    handler = _start(out_dir, force, "train.log")
-    if handler is None:
-        return None
-    try:
+    with step_log(out_dir, "train.log", force=force) as run:
+        if not run:
+            return None
         save_config(config, out_dir / "config.yaml")
         data = load_training_data(data_dir, lang_dir)
         old = GmmHmm.load(ali_dir)
@@ -265,6 +251,3 @@ def train_tri(
                  out_dir)  # fmt: skip
         mark_done(out_dir)
         return model
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()

@@ -148,6 +148,14 @@ class LmConfig:
 # --------------------------------------------------------------------------- input text
 
 
+def _open_binary(path: Path):
+    """A file opened for reading bytes, through gzip when named ``.gz``."""
+    try:
+        return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror}", path) from None
+
+
 def iter_sentences(paths: Iterable[str | Path], *, kaldi_text: bool = False) -> Iterator[list[str]]:
     """Yield the words of each non-blank line of each text file, in order.
 
@@ -164,12 +172,7 @@ def iter_sentences(paths: Iterable[str | Path], *, kaldi_text: bool = False) -> 
         if path.is_dir():
             path, strip_id = path / "text", True
         num = 0
-        try:
-            # closed below; decoded line by line
-            f = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # noqa: SIM115
-        except OSError as e:
-            raise InputError(f"cannot read: {e.strerror}", path) from None
-        with f:
+        with _open_binary(path) as f:
             for lineno, raw in enumerate(f, start=1):
                 try:
                     line = raw.decode("utf-8")
@@ -376,12 +379,7 @@ class BackoffLM:
         declared: dict[int, int] = {}
         tables: list[dict[NGram, tuple[float, float | None]]] = []
         state = "preamble"
-        try:
-            # closed below; decoded line by line
-            f = gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")  # noqa: SIM115
-        except OSError as e:
-            raise InputError(f"cannot read: {e.strerror}", path) from None
-        with f:
+        with _open_binary(path) as f:
             for lineno, raw in enumerate(f, start=1):
                 try:
                     line = raw.decode("utf-8").strip()

@@ -44,6 +44,7 @@ from tqdm import tqdm
 from asr_distill.errors import InputError
 from asr_distill.features.framestore import FrameStore
 from asr_distill.io import atomic_open, atomic_path, is_done, mark_done
+from asr_distill.io.npy import load_npy_checked
 from asr_distill.nnet.ensemble import COMBINES, Ensemble, model_digest
 
 log = logging.getLogger(__name__)
@@ -312,18 +313,7 @@ class SoftTargetCache:
         self._tail = self._open(TAIL_FILE, np.float32, (n,))  # (N,)
 
     def _open(self, name: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
-        path = self.path / name
-        try:
-            arr = np.load(path, mmap_mode="r", allow_pickle=False)
-        except FileNotFoundError:
-            raise InputError("soft-target file is missing", path) from None
-        except (ValueError, OSError, EOFError) as e:
-            raise InputError(f"truncated or corrupt array ({e})", path) from None
-        if arr.dtype != np.dtype(dtype) or arr.shape != shape:
-            raise InputError(
-                f"holds {arr.dtype} {arr.shape}, meta.json says {np.dtype(dtype)} {shape}", path
-            )
-        return arr
+        return load_npy_checked(self.path / name, dtype, shape, "soft-target")
 
     def __len__(self) -> int:
         return self.num_frames

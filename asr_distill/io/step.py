@@ -1,0 +1,38 @@
+"""The start and end of a recipe step that writes one output directory: skip it if
+finished (done marker) unless forced, else clear the marker and log to
+``<dir>/log/<name>``."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+
+from asr_distill.io.atomic import is_done
+from asr_distill.logging_setup import add_file_log
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def step_log(out_dir: str | Path, log_name: str, *, force: bool) -> Iterator[bool]:
+    """``with step_log(out, "align.log", force=f) as run: if not run: return None``.
+
+    Yields False (and logs "nothing to do") when ``out_dir`` is finished and not
+    ``force``; otherwise removes the done marker, creates ``out_dir``, logs to
+    ``out_dir/log/log_name`` for the duration of the block and yields True.
+    """
+    out_dir = Path(out_dir)
+    if is_done(out_dir) and not force:
+        log.info("%s is complete; nothing to do (use --force to redo)", out_dir)
+        yield False
+        return
+    (out_dir / ".done").unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handler = add_file_log(out_dir / "log" / log_name)
+    try:
+        yield True
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
