@@ -397,12 +397,19 @@ def _train(
                 loss, logits, y = objective.loss(train_model, batch, device, epoch)
             # Mean over this rank's frames x its share of the global batch x world size:
             # DDP's gradient average then equals the gradient of the global batch's mean.
+            loss_value = float(loss.detach())
+            if not math.isfinite(loss_value):
+                # Diverged: stop before the optimiser spreads it, rather than train on NaN.
+                raise FloatingPointError(
+                    f"{exp_dir}: training loss is {loss_value} at epoch {epoch}, step {step} "
+                    f"(lr {lr:g}); lower the learning rate and re-run with --force"
+                )
             (loss * (len(y) * d.world_size / config.batch_size)).backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
             labelled = y >= 0
-            loss_sum += float(loss.detach()) * len(y)
+            loss_sum += loss_value * len(y)
             correct += float((logits.detach().argmax(-1)[labelled] == y[labelled]).sum())
             count += len(y)
             labelled_count += int(labelled.sum())

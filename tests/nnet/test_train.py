@@ -110,6 +110,16 @@ def test_training_learns_and_writes_its_files(stores, tmp_path):
     assert train_dnn(train, dev, exp, TrainConfig(**TINY), progress=False) is None
 
 
+def test_divergence_stops_with_a_clear_error(stores, tmp_path):
+    """A learning rate that blows the loss up stops the run at the first non-finite loss,
+    naming the run, instead of training on NaN to the end."""
+    train, dev = stores
+    conf = TrainConfig(**{**TINY, "lr": 1e30})
+    with pytest.raises(FloatingPointError, match=r"exp.*lower the learning rate"):
+        train_dnn(train, dev, tmp_path / "exp", conf, progress=False)
+    assert not (tmp_path / "exp" / ".done").exists()
+
+
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "asr_distill", "train-dnn", *args, "--no-progress",
             "--hidden-layers", "2", "--hidden-dim", "32", "--left-context", "2",
