@@ -172,7 +172,13 @@ def make_report(
     fraction = yaml.safe_load(conf.read_text())["data_fraction"] if conf.is_file() else 0.03
     pct = f"{100 * fraction:g} %"
     hard = r.system(f"hard targets ({pct})", "small_hard", splits=("train", "test"), wer=False)
-    soft = r.system(f"soft targets ({pct})", "small_soft", splits=("train", "test"), wer=False)
+    dconf = exp / "small_soft" / "distill.yaml"
+    how = ""
+    if dconf.is_file():  # the soft run's temperature and hard-label weight
+        d = yaml.safe_load(dconf.read_text())
+        how = f", T={d['temperature']:g}, hard weight {d['hard_weight']:g}"
+    soft = r.system(f"soft targets ({pct}{how})", "small_soft", splits=("train", "test"),
+                    wer=False)  # fmt: skip
     header5 = ["system", "train frame acc %", "test frame acc %", "paper train %", "paper test %"]
     rows5 = [[s.name, _fmt(s.train_acc), _fmt(s.test_acc), *PAPER_TABLE5[k]]  # paper: 3 %
              for s, k in ((base, "baseline (100 %)"), (hard, "hard targets (3 %)"),
