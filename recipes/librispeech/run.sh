@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # LibriSpeech recipe: download (checksummed, resumable) -> data dirs -> features ->
-# lexicon/lang (LibriSpeech lexicon) -> G.fst (OpenSLR 3-gram) -> mono -> tri1 -> alignments.
+# lexicon/lang (LibriSpeech lexicon) -> G.fst (OpenSLR 3-gram) -> mono -> tri1 ->
+# then the stages shared with recipes/synth (recipes/shared/hybrid_stages.sh):
+# alignments, graphs, GMM decoding, DNN baseline, ensemble, distillation, Table 5, report.
 #   recipes/librispeech/run.sh [--stage N] [--stop-stage M] [--nj J] [--mini true]
 #                              [--corpus-dir DIR] [--work-dir DIR] [--url-base URL]
+#                              [--conf FILE] [--dnn-conf FILE]
+#                              [--train-set S --dev-set S --test-set S]
 # --mini true trains on train-clean-5 and uses dev-clean-2 as dev and test.
 # A corpus already under --corpus-dir (LibriSpeech/<subset> or <subset>) is not
-# downloaded again; --download false skips downloads altogether.
+# downloaded again; --download false skips downloads altogether (the lexicon and
+# LM must then already be in --lm-dir).
 set -euo pipefail
 
 # ---- configuration (override with --name value) ----
@@ -18,6 +23,11 @@ corpus_dir=corpora/librispeech
 lm_dir=corpora/librispeech/lm
 work_dir=exp/librispeech
 url_base=https://www.openslr.org/resources
+conf=""        # default: conf/default.yaml (conf/mini.yaml with --mini true)
+dnn_conf=""    # default: conf/dnn_default.yaml (conf/dnn_mini.yaml with --mini true)
+train_set=""   # default: train-clean-100 (train-clean-5 with --mini true)
+dev_set=""     # default: dev-clean (dev-clean-2)
+test_set=""    # default: test-clean (dev-clean-2)
 # ----------------------------------------------------
 
 . "$(dirname "${BASH_SOURCE[0]}")/../shared/lib.sh"
@@ -25,12 +35,13 @@ url_base=https://www.openslr.org/resources
 recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 if [ "$mini" = true ]; then
-  conf=$recipe_dir/conf/mini.yaml
-  train_set=train-clean-5 dev_set=dev-clean-2 test_set=dev-clean-2
+  : "${conf:=$recipe_dir/conf/mini.yaml}" "${dnn_conf:=$recipe_dir/conf/dnn_mini.yaml}"
+  : "${train_set:=train-clean-5}" "${dev_set:=dev-clean-2}" "${test_set:=dev-clean-2}"
 else
-  conf=$recipe_dir/conf/default.yaml
-  train_set=train-clean-100 dev_set=dev-clean test_set=test-clean
+  : "${conf:=$recipe_dir/conf/default.yaml}" "${dnn_conf:=$recipe_dir/conf/dnn_default.yaml}"
+  : "${train_set:=train-clean-100}" "${dev_set:=dev-clean}" "${test_set:=test-clean}"
 fi
+for f in "$conf" "$dnn_conf"; do [ -f "$f" ] || { echo "$0: no config $f" >&2; exit 1; }; done
 lm_file=$(yaml_get "$conf" lm_file)
 mono_shortest=$(yaml_get "$conf" mono_shortest)
 mono_iters=$(yaml_get "$conf" mono_iters)
@@ -41,10 +52,11 @@ tri1_iters=$(yaml_get "$conf" tri1_iters)
 
 data=$work_dir/data
 exp=$work_dir/exp
+splits="train dev test"
 dl=()
 [ "$download" = true ] && dl=(--download --url-base "$url_base")
 mkdir -p "$work_dir"
-log "config $conf, work dir $work_dir, nj $nj"
+log "config $conf, DNN config $dnn_conf, work dir $work_dir, nj $nj"
 
 if run_stage 0; then
   log "Stage 0: LibriSpeech $train_set / $dev_set / $test_set -> Kaldi data dirs"
@@ -61,6 +73,9 @@ if run_stage 1; then
     asr-distill download-librispeech-lm --dir "$lm_dir" --url-base "$url_base" \
       --files librispeech-lexicon.txt "$lm_file"
   fi
+  for f in librispeech-lexicon.txt "$lm_file"; do
+    [ -f "$lm_dir/$f" ] || { echo "$0: no $lm_dir/$f (run with --download true)" >&2; exit 1; }
+  done
 fi
 
 if run_stage 2; then
@@ -72,29 +87,33 @@ if run_stage 2; then
 fi
 
 if run_stage 3; then
-  log "Stage 3: dict from the LibriSpeech lexicon, lang dir, G.fst from $lm_file"
+  log "Stage 3: dict from the LibriSpeech lexicon and lang dir"
   asr-distill prepare-dict --source lexicon --lexicon "$lm_dir/librispeech-lexicon.txt" \
     --extra-words "$lm_dir/librispeech-lexicon.txt" "$data/train" "$data/local/dict"
   asr-distill prepare-lang "$data/local/dict" "$data/lang"
+fi
+
+if run_stage 4; then
+  log "Stage 4: dev perplexity of $lm_file and G.fst"
   asr-distill lm-perplexity "$lm_dir/$lm_file" "$data/dev" | tee "$work_dir/dev_perplexity.txt"
   asr-distill make-g "$lm_dir/$lm_file" "$data/lang" "$data/lang_test"
 fi
 
-if run_stage 4; then
-  log "Stage 4: monophone GMM-HMM on the $mono_shortest shortest utterances"
+if run_stage 5; then
+  log "Stage 5: monophone GMM-HMM on the $mono_shortest shortest utterances"
   asr-distill train-mono --nj "$nj" --num-shortest "$mono_shortest" \
     --num-iters "$mono_iters" --tot-gauss "$mono_gauss" \
     "$data/train_mfcc" "$data/lang" "$exp/mono"
   asr-distill align --nj "$nj" "$data/train_mfcc" "$data/lang" "$exp/mono" "$exp/mono_ali"
 fi
 
-if run_stage 5; then
-  log "Stage 5: tri1 ($tri1_leaves leaves, $tri1_gauss Gaussians) and its alignments"
+if run_stage 6; then
+  log "Stage 6: decision tree and triphone GMM-HMM tri1 ($tri1_leaves leaves, $tri1_gauss Gaussians)"
   asr-distill train-tri --nj "$nj" --num-leaves "$tri1_leaves" --tot-gauss "$tri1_gauss" \
     --num-iters "$tri1_iters" "$data/train_mfcc" "$data/lang" "$exp/mono_ali" "$exp/tri1"
-  for s in train dev test; do
-    asr-distill align --nj "$nj" "$data/${s}_mfcc" "$data/lang" "$exp/tri1" "$exp/tri1_ali_$s"
-  done
 fi
+
+report_title="asr-distill: LibriSpeech $train_set -> $dev_set / $test_set"
+. "$recipe_dir/../shared/hybrid_stages.sh"
 
 log "done (stages $stage..$stop_stage)"

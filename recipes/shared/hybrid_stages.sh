@@ -1,0 +1,153 @@
+# Stages 7-17 of the recipes, the same for every corpus once it has data dirs, a lang
+# dir with G (lang_test), mono and tri1: alignments, graphs, GMM decoding, DNN frame
+# stores, the baseline DNN, the teacher ensemble, distillation over temperatures, the
+# small-data (Table 5) experiment and the report. Sourced by recipes/*/run.sh after
+# they set: stage stop_stage nj work_dir data splits exp conf dnn_conf report_title
+# ($conf is the recipe's preset YAML; the keys read below must be in it).
+
+frames=$work_dir/frames
+lmwts=$(yaml_get "$conf" lmwts)
+gmm_beam=$(yaml_get "$conf" gmm_beam)
+gmm_max_active=$(yaml_get "$conf" gmm_max_active)
+dnn_lmwts=$(yaml_get "$conf" dnn_lmwts)
+dnn_beam=$(yaml_get "$conf" dnn_beam)
+dnn_max_active=$(yaml_get "$conf" dnn_max_active)
+ensemble_members=$(yaml_get "$conf" ensemble_members)
+ensemble_parallel=$(yaml_get "$conf" ensemble_parallel)
+temperatures=$(yaml_get "$conf" temperatures)
+soft_top_k=$(yaml_get "$conf" soft_top_k)
+hard_weight=$(yaml_get "$conf" hard_weight)
+distill_lr=$(yaml_get "$conf" distill_lr)
+small_fraction=$(yaml_get "$conf" small_fraction)
+small_epochs=$(yaml_get "$conf" small_epochs)
+small_lr=$(yaml_get "$conf" small_lr)
+small_temperature=$(yaml_get "$conf" small_temperature)
+small_hard_weight=$(yaml_get "$conf" small_hard_weight)
+
+if run_stage 7; then
+  log "Stage 7: tri1 alignments of train/dev/test (the DNN targets); mono vs tri1 on dev"
+  for s in $splits; do
+    asr-distill align --nj "$nj" "$data/${s}_mfcc" "$data/lang" "$exp/tri1" "$exp/tri1_ali_$s"
+  done
+  asr-distill align --nj "$nj" "$data/dev_mfcc" "$data/lang" "$exp/mono" "$exp/mono_ali_dev"
+fi
+
+if run_stage 8; then
+  log "Stage 8: decoding graphs (HCLG) for mono and tri1"
+  for m in mono tri1; do
+    asr-distill mkgraph "$data/lang_test" "$exp/$m" "$exp/$m/graph"
+  done
+fi
+
+if run_stage 9; then
+  log "Stage 9: decode dev and test with mono and tri1; LM weight chosen on dev"
+  for m in mono tri1; do
+    for s in dev test; do
+      asr-distill decode --nj "$nj" --lmwts "$lmwts" --beam "$gmm_beam" \
+        --max-active "$gmm_max_active" "$exp/$m/graph" "$exp/$m" \
+        "$data/${s}_mfcc" "$exp/$m/decode_$s"
+    done
+    asr-distill score "$exp/$m/decode_dev" "$data/dev"
+    asr-distill score --lmwt-from "$exp/$m/decode_dev" "$exp/$m/decode_test" "$data/test"
+  done
+fi
+
+if run_stage 10; then
+  log "Stage 10: DNN frame stores: fbank + per-speaker CMN, tri1 pdf targets"
+  for s in $splits; do
+    # Utterances that failed to align are listed: dropped from train; kept unlabelled in
+    # dev/test, which are decoded whole.
+    bad=(--keep-unaligned)
+    [ "$s" = train ] && bad=(--skip-bad)
+    asr-distill make-frame-store "${bad[@]}" --targets "$exp/tri1_ali_$s/pdf.ark" \
+      --num-pdfs "$(cat "$exp/tri1_ali_train/num_pdfs")" \
+      --cmvn-scp "$data/${s}_fbank/cmvn.scp" --utt2spk "$data/${s}_fbank/utt2spk" \
+      "$data/${s}_fbank/feats.scp" "$frames/$s"
+  done
+fi
+
+# decode_dnn NAME MODEL...: decode dev and test with the DNN(s) (posteriors averaged),
+# LM weight chosen on dev.
+decode_dnn() {
+  local name=$1; shift
+  local models=()
+  for m in "$@"; do models+=(--dnn "$m"); done
+  for s in dev test; do
+    asr-distill decode --nj "$nj" --lmwts "$dnn_lmwts" --beam "$dnn_beam" \
+      --max-active "$dnn_max_active" "${models[@]}" "$exp/tri1/graph" \
+      "$exp/tri1" "$frames/$s" "$exp/$name/decode_$s"
+  done
+  asr-distill score "$exp/$name/decode_dev" "$data/dev"
+  asr-distill score --lmwt-from "$exp/$name/decode_dev" "$exp/$name/decode_test" "$data/test"
+}
+
+if run_stage 11; then
+  log "Stage 11: baseline hybrid DNN ($dnn_conf)"
+  asr-distill train-dnn --config "$dnn_conf" --no-progress "$frames/train" "$frames/dev" "$exp/dnn"
+  asr-distill frame-accuracy --dnn "$exp/dnn/final" --out "$exp/dnn/frame_accuracy.yaml" \
+    "$frames/train" "$frames/dev" "$frames/test"
+fi
+
+if run_stage 12; then
+  log "Stage 12: decode dev and test with the DNN (tri1 tree and graph)"
+  decode_dnn dnn "$exp/dnn/final"
+fi
+
+if run_stage 13; then
+  log "Stage 13: teacher ensemble of $ensemble_members DNNs (seeds 1..$ensemble_members)"
+  asr-distill train-ensemble --members "$ensemble_members" --parallel "$ensemble_parallel" \
+    --config "$dnn_conf" --no-progress "$frames/train" "$frames/dev" "$exp/ensemble"
+  mapfile -t members < "$exp/ensemble/members.txt"
+  teachers=(); for m in "${members[@]}"; do teachers+=(--teacher "$m"); done
+  asr-distill ensemble-accuracy "${teachers[@]}" "$exp/ensemble/accuracy.yaml" \
+    "$frames/dev" "$frames/test"
+fi
+
+if run_stage 14; then
+  log "Stage 14: decode with the ensemble (posteriors averaged)"
+  mapfile -t members < "$exp/ensemble/members.txt"
+  decode_dnn ensemble "${members[@]}"
+fi
+
+if run_stage 15; then
+  log "Stage 15: distillation from the ensemble at T in {$temperatures} (top-$soft_top_k cache)"
+  mapfile -t members < "$exp/ensemble/members.txt"
+  teachers=(); for m in "${members[@]}"; do teachers+=(--teacher "$m"); done
+  for t in $temperatures; do
+    asr-distill make-soft-targets "${teachers[@]}" --temperature "$t" --top-k "$soft_top_k" \
+      --no-progress "$frames/train" "$exp/soft_targets_T$t"
+    # The student's learning rate (distill_lr) is chosen on dev, like T.
+    asr-distill distill --config "$dnn_conf" --no-progress --soft-targets \
+      "$exp/soft_targets_T$t" "${teachers[@]}" --temperature "$t" --hard-weight "$hard_weight" \
+      --lr "$distill_lr" "$frames/train" "$frames/dev" "$exp/distill_T$t"
+    asr-distill frame-accuracy --dnn "$exp/distill_T$t/final" \
+      --out "$exp/distill_T$t/frame_accuracy.yaml" "$frames/dev" "$frames/test"
+    decode_dnn "distill_T$t" "$exp/distill_T$t/final"
+  done
+fi
+
+if run_stage 16; then
+  log "Stage 16: Table 5, $small_fraction of the training utterances: hard vs soft targets"
+  # Hard targets with early stopping on dev (the paper's setting); soft targets at
+  # T=$small_temperature (hard weight $small_hard_weight) from the baseline trained on
+  # all the data, no early stopping (the last epoch is the result).
+  small=(--config "$dnn_conf" --no-progress --data-fraction "$small_fraction"
+         --epochs "$small_epochs" --lr "$small_lr" --schedule constant)
+  asr-distill train-dnn "${small[@]}" --early-stopping 3 \
+    "$frames/train" "$frames/dev" "$exp/small_hard"
+  asr-distill distill "${small[@]}" --teacher "$exp/dnn/final" \
+    --temperature "$small_temperature" --hard-weight "$small_hard_weight" \
+    "$frames/train" "$frames/dev" "$exp/small_soft"
+  for run in small_hard:final small_soft:last; do
+    asr-distill frame-accuracy --dnn "$exp/${run%%:*}/${run#*:}" \
+      --out "$exp/${run%%:*}/frame_accuracy.yaml" --subset "$frames/train" \
+      --data-fraction "$small_fraction" --seed 0 "$frames/test"
+  done
+fi
+
+if run_stage 17; then
+  log "Stage 17: report (Table 1, temperature sweep, Table 5)"
+  asr-distill report --temperatures "$temperatures" --title "$report_title" \
+    --context "$(date -u +%F), $(nproc) CPU cores, $ensemble_members-model ensemble" \
+    "$exp" "$work_dir/report"
+fi
