@@ -1,6 +1,6 @@
 """The ``asr-distill`` command line: one subcommand per recipe step.
 
-Each module in :data:`COMMAND_MODULES` exposes ``register(subparsers)``, which adds
+Each module named in :data:`COMMANDS` exposes ``register(subparsers)``, which adds
 its subcommands; a subcommand parses arguments and calls one public library
 function (logic lives in the library, not here).
 """
@@ -8,50 +8,47 @@ function (logic lives in the library, not here).
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 
 from asr_distill import __version__
-from asr_distill.cli import (
-    data_cmds,
-    decode_cmds,
-    distill_cmds,
-    feature_cmds,
-    framestore_cmds,
-    graph_cmds,
-    hmm_cmds,
-    lang_cmds,
-    librispeech_cmds,
-    lm_cmds,
-    nnet_cmds,
-    report_cmds,
-    soft_target_cmds,
-    synth_cmds,
-)
 from asr_distill.errors import InputError
 from asr_distill.logging_setup import setup_logging
 
-COMMAND_MODULES = (
-    data_cmds,
-    decode_cmds,
-    distill_cmds,
-    feature_cmds,
-    framestore_cmds,
-    graph_cmds,
-    hmm_cmds,
-    lang_cmds,
-    librispeech_cmds,
-    lm_cmds,
-    nnet_cmds,
-    report_cmds,
-    soft_target_cmds,
-    synth_cmds,
-)
+# Subcommand -> the module under asr_distill.cli that registers it. A call imports only
+# its own module (most steps need no torch: its import costs 2 s, and a recipe makes
+# about a hundred calls); --help and unknown commands import them all.
+COMMANDS = {
+    "validate-data-dir": "data_cmds", "split-data-dir": "data_cmds",
+    "decode": "decode_cmds", "score": "decode_cmds", "frame-accuracy": "decode_cmds",
+    "train-ensemble": "distill_cmds", "ensemble-accuracy": "distill_cmds",
+    "distill": "distill_cmds",
+    "compute-feats": "feature_cmds",
+    "make-frame-store": "framestore_cmds",
+    "mkgraph": "graph_cmds",
+    "train-mono": "hmm_cmds", "align": "hmm_cmds", "build-tree": "hmm_cmds",
+    "train-tri": "hmm_cmds",
+    "prepare-dict": "lang_cmds", "prepare-lang": "lang_cmds", "validate-lang": "lang_cmds",
+    "make-g": "lang_cmds",
+    "prepare-librispeech": "librispeech_cmds", "download-librispeech-lm": "librispeech_cmds",
+    "train-lm": "lm_cmds", "lm-perplexity": "lm_cmds",
+    "train-dnn": "nnet_cmds",
+    "report": "report_cmds",
+    "make-soft-targets": "soft_target_cmds",
+    "make-synth-corpus": "synth_cmds",
+}  # fmt: skip
 
 log = logging.getLogger("asr_distill")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_of(argv: list[str]) -> str | None:
+    """The subcommand named in argv (the first argument that is not an option)."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand, or of ``command``'s module alone."""
     parser = argparse.ArgumentParser(
         prog="asr-distill",
         description="Knowledge distillation for hybrid DNN-HMM speech recognisers.",
@@ -59,14 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="<step>", required=True)
-    for module in COMMAND_MODULES:
-        module.register(sub)
+    names = [COMMANDS[command]] if command in COMMANDS else dict.fromkeys(COMMANDS.values())
+    for name in names:
+        importlib.import_module(f"asr_distill.cli.{name}").register(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser(_command_of(argv)).parse_args(argv)
     setup_logging(verbose=args.verbose)
     try:
         result = args.func(args)

@@ -7,11 +7,11 @@ import argparse
 import yaml
 
 from asr_distill.config import load_config
-from asr_distill.decode.decode import DecodeConfig, decode_data_dir
-from asr_distill.decode.dnn import decode_dnn, frame_accuracy_on_store, load_models
 from asr_distill.decode.score import read_best_lmwt, score_decode_dir
-from asr_distill.features.framestore import FrameStore
 from asr_distill.io import atomic_open
+
+# decode and frame-accuracy import the decoders and torch when they run, so that score
+# starts fast.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -93,6 +93,9 @@ def _float_list(text: str) -> list[float]:
 
 
 def _decode(args: argparse.Namespace) -> int:
+    from asr_distill.decode.decode import DecodeConfig, decode_data_dir
+    from asr_distill.decode.dnn import decode_dnn
+
     config = load_config(
         DecodeConfig, args.config, beam=args.beam, lattice_beam=args.lattice_beam,
         max_active=args.max_active, lmwts=args.lmwts,
@@ -111,6 +114,9 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _frame_accuracy(args: argparse.Namespace) -> int:
+    from asr_distill.decode.dnn import frame_accuracy_on_store, load_models
+    from asr_distill.features.framestore import FrameStore
+
     models = load_models(args.dnn)
     results = {}
     for store_dir, fraction in [(s, 1.0) for s in args.stores] + [

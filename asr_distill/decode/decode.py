@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from asr_distill.config import save_config
+from asr_distill.decode.score import hyp_file
 from asr_distill.errors import InputError
 from asr_distill.hmm.model import GmmHmm
 from asr_distill.io import atomic_open, mark_done
@@ -49,10 +50,6 @@ class DecodeConfig:
     min_active: int = 200
     lmwts: list[float] = dataclasses.field(default_factory=lambda: [7, 9, 11, 13, 15, 17])
     allow_partial: bool = True
-
-
-def hyp_file(lmwt: float) -> str:
-    return f"hyp.{lmwt:g}.txt"
 
 
 def read_symbols(path: str | Path) -> dict[int, str]:

@@ -17,11 +17,15 @@ import jiwer
 import numpy as np
 
 from asr_distill.data.kaldi_dir import read_table
-from asr_distill.decode.decode import hyp_file
 from asr_distill.errors import InputError
 from asr_distill.io import atomic_open
 
 log = logging.getLogger(__name__)
+
+
+def hyp_file(lmwt: float) -> str:
+    """A decode dir's hypotheses at LM weight ``lmwt`` (written by decode)."""
+    return f"hyp.{lmwt:g}.txt"
 
 
 @dataclasses.dataclass
