@@ -8,24 +8,17 @@ from __future__ import annotations
 
 import gzip
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[2]
+from tests.recipes import RECIPE_MARKS, REPO
+
 RECIPE = REPO / "recipes" / "librispeech" / "run.sh"
 SYNTH_CONF = REPO / "recipes" / "synth" / "conf"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        any(shutil.which(t) is None for t in ("flite", "espeak-ng", "sox", "asr-distill")),
-        reason="needs flite, espeak-ng, sox and the asr-distill command (scripts/setup.sh)",
-    ),
-]
+pytestmark = RECIPE_MARKS
 
 
 def sh(*args: str | Path) -> subprocess.CompletedProcess:

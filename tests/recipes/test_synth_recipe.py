@@ -4,22 +4,14 @@ the synthetic corpus to the report, then a re-run that must do nothing."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
+from tests.recipes import RECIPE_MARKS, REPO
 
-REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "recipes" / "synth" / "run.sh"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        any(shutil.which(t) is None for t in ("flite", "espeak-ng", "sox", "asr-distill")),
-        reason="needs flite, espeak-ng, sox and the asr-distill command (scripts/setup.sh)",
-    ),
-]
+pytestmark = RECIPE_MARKS
 
 
 def run(work: Path, *args: str) -> subprocess.CompletedProcess:
