@@ -29,7 +29,7 @@ from asr_distill.features.framestore import FrameStore, build_frame_store
 from asr_distill.nnet import losses
 from asr_distill.nnet.distill import DistillConfig, DistillObjective
 from asr_distill.nnet.model import DnnConfig, SpliceDnn
-from asr_distill.nnet.soft_targets import make_soft_targets
+from asr_distill.nnet.soft_targets import SoftTargetCache, make_soft_targets
 from asr_distill.nnet.train import Objective
 
 CPU_SHAPE = dict(hidden_layers=4, hidden_dim=512, left_context=20, right_context=5)
@@ -146,6 +146,9 @@ def main() -> None:
         s = student().eval()
         online = kd(teachers=teachers)
         online.setup(s, torch.device("cpu"))
+        opened = {k: SoftTargetCache(path) for k, path in caches.items()}
+        for cache in opened.values():
+            cache.check(store, temperature=T, model_paths=teachers)
         loss_online, loss_k = 0.0, {k: 0.0 for k in caches}
         with torch.no_grad():
             for b in batches:
@@ -153,9 +156,10 @@ def main() -> None:
                 t_lp = online.teachers.log_probs(b.inputs, T)
                 loss_online += float(losses.distillation_loss(
                     logits, b.targets, teacher_log_probs=t_lp, temperature=T).total)  # fmt: skip
-                for k, path in caches.items():
-                    obj = kd(soft_targets=str(path), teachers=teachers)
-                    loss_k[k] += float(obj._kd(logits, b.targets, b, b.inputs, "cpu"))
+                for k, cache in opened.items():
+                    topk = cache.gather(b.frames)
+                    loss_k[k] += float(losses.distillation_loss(
+                        logits, b.targets, topk=topk, temperature=T).total)  # fmt: skip
 
     print(f"# {platform.machine()}, {torch.get_num_threads()} threads, torch "
           f"{torch.__version__}; {source}; student {student_conf.hidden_layers} x "

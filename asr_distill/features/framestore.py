@@ -48,6 +48,7 @@ from asr_distill.features.compute import apply_cmvn
 from asr_distill.io import atomic_open, atomic_path, is_done, mark_done
 from asr_distill.io.kaldi_ark import kaldi_io
 from asr_distill.io.npy import load_npy_checked
+from asr_distill.io.step import read_done_meta
 
 log = logging.getLogger(__name__)
 
@@ -630,19 +631,8 @@ class FrameStore:
 
     def __init__(self, path: str | Path, *, verify_checksum: bool = False):
         self.path = Path(path)
-        if not self.path.is_dir():
-            raise InputError("frame store directory does not exist", self.path)
-        if not is_done(self.path):
-            raise InputError(
-                "frame store is incomplete (no .done marker); rebuild it with --force", self.path
-            )
         meta_path = self.path / META_FILE
-        try:
-            self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError("frame store has no meta.json", meta_path) from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f"meta.json is not valid JSON ({e})", meta_path) from None
+        self.meta = read_done_meta(self.path, "frame store", "rebuild it with --force", META_FILE)
         try:
             version = self.meta["format_version"]
             n, d, u = (int(self.meta[k]) for k in ("num_frames", "dim", "num_utts"))

@@ -45,6 +45,7 @@ from asr_distill.errors import InputError
 from asr_distill.features.framestore import FrameStore
 from asr_distill.io import atomic_open, atomic_path, is_done, mark_done
 from asr_distill.io.npy import load_npy_checked
+from asr_distill.io.step import read_done_meta
 from asr_distill.nnet.ensemble import COMBINES, Ensemble, model_digest
 
 log = logging.getLogger(__name__)
@@ -284,20 +285,10 @@ class SoftTargetCache:
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not self.path.is_dir():
-            raise InputError("soft-target directory does not exist", self.path)
-        if not is_done(self.path):
-            raise InputError(
-                "soft-target cache is incomplete (no .done marker); re-run make-soft-targets",
-                self.path,
-            )
         meta_path = self.path / META_FILE
-        try:
-            self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            raise InputError("soft-target cache has no meta.json", meta_path) from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as e:
-            raise InputError(f"meta.json is not valid JSON ({e})", meta_path) from None
+        self.meta = read_done_meta(
+            self.path, "soft-target cache", "re-run make-soft-targets", META_FILE
+        )
         try:
             version = self.meta["format_version"]
             n, k, p = (int(self.meta[x]) for x in ("num_frames", "top_k", "num_pdfs"))
