@@ -17,6 +17,12 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--force", action="store_true", help="redo a finished output")
 
 
+def _add_seed(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--seed", type=int, default=None, help="seed of the perturbation of split Gaussians (0)"
+    )
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train-mono",
@@ -37,6 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--num-shortest", type=int, default=None, help="train on the N shortest utterances"
     )
+    _add_seed(p)
     p.set_defaults(func=_train_mono)
 
     p = sub.add_parser(
@@ -94,6 +101,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--tot-gauss", type=int, default=None, help="(10000)")
     p.add_argument("--num-iters", type=int, default=None, help="(35)")
     p.add_argument("--boost-silence", type=float, default=None, help="(1.0)")
+    _add_seed(p)
     p.set_defaults(func=_train_tri)
 
 
@@ -120,7 +128,7 @@ def _build_tree(args: argparse.Namespace) -> int:
 def _train_tri(args: argparse.Namespace) -> int:
     config = load_config(
         TriConfig, args.config, nj=args.nj, tot_gauss=args.tot_gauss,
-        num_iters=args.num_iters, boost_silence=args.boost_silence,
+        num_iters=args.num_iters, boost_silence=args.boost_silence, seed=args.seed,
     )  # fmt: skip
     tree_opts = {k: v for k, v in _tree_overrides(args).items() if v is not None}
     config.tree = dataclasses.replace(config.tree, **tree_opts)
@@ -132,7 +140,7 @@ def _train_mono(args: argparse.Namespace) -> int:
     config = load_config(
         MonoConfig, args.config, nj=args.nj, num_iters=args.num_iters,
         tot_gauss=args.tot_gauss, boost_silence=args.boost_silence,
-        num_shortest=args.num_shortest,
+        num_shortest=args.num_shortest, seed=args.seed,
     )  # fmt: skip
     train_mono(args.data, args.lang, args.exp_dir, config, force=args.force)
     return 0

@@ -1,10 +1,17 @@
 """One EM pass of a GMM-HMM on fixed alignments: Kaldi's gmm-acc-stats-ali + gmm-est
 (transition and GMM maximum-likelihood updates, then mixing up by occupancy), with
-kaldi-hmm-gmm's accumulators and update functions."""
+kaldi-hmm-gmm's accumulators and update functions.
+
+Mixing up is ours (Kaldi's GetSplitTargets and DiagGmm::Split, in numpy): the split
+in kaldi-hmm-gmm draws its mean perturbation from ``std::random_device``, so two runs
+of the same training diverged from the first split on. Ours draws from a generator
+seeded by (seed, iteration), so a training run is reproducible.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import logging
 from collections.abc import Mapping
 
@@ -21,7 +28,8 @@ class EstimateOptions:
     """gmm-est options: min_gaussian_occupancy [10; Kaldi's train_mono uses 3],
     power: exponent of the pdf occupancy that allots Gaussians when mixing up [0.25],
     perturb_factor for split means [0.01], min_count per Gaussian when mixing up [20],
-    transition floor [0.01] and min count [5]."""
+    transition floor [0.01] and min count [5]; seed of the mean perturbation of split
+    Gaussians [0]."""
 
     min_gaussian_occupancy: float = 10.0
     min_gaussian_weight: float = 1e-5
@@ -31,6 +39,7 @@ class EstimateOptions:
     min_count: float = 20.0
     transition_floor: float = 0.01
     transition_min_count: float = 5.0
+    seed: int = 0
 
 
 @dataclasses.dataclass
@@ -89,10 +98,90 @@ def acoustic_log_likelihood(
     return total, frames
 
 
-def estimate(model: GmmHmm, stats: Stats, opts: EstimateOptions, *, mixup: int = 0) -> None:
+def split_targets(occs: np.ndarray, target: int, power: float, min_count: float) -> np.ndarray:
+    """Kaldi's GetSplitTargets: Gaussians per pdf (at least one each) for ``target`` in
+    all, given to the pdf with the largest occupancy^power per Gaussian one at a time;
+    a pdf stops growing once another Gaussian would leave it under ``min_count``
+    frames each. Ties go to the lower pdf index. occs (P,) -> (P,) int64."""
+    occs = np.asarray(occs, np.float64)
+    scores = occs**power
+    counts = np.ones(len(occs), np.int64)
+    heap = [(-float(s), p) for p, s in enumerate(scores)]
+    heapq.heapify(heap)
+    total = len(occs)
+    while total < target and heap and heap[0][0] < 0.0:
+        _, p = heapq.heappop(heap)
+        if (counts[p] + 1) * min_count >= occs[p]:
+            continue  # min-count reached: this pdf splits no more
+        counts[p] += 1
+        total += 1
+        heapq.heappush(heap, (-float(scores[p]) / counts[p], p))
+    if total < target:
+        log.warning("could not split up to %d Gaussians (min count %g): %d", target,
+                    min_count, total)  # fmt: skip
+    return counts
+
+
+def split_gmm(gmm: khg.DiagGmm, target: int, perturb_factor: float, rng: np.random.Generator):
+    """Kaldi's DiagGmm::Split, in place: until the GMM has ``target`` components, halve
+    the heaviest one (lowest index on ties) into two whose means move apart by
+    +-perturb_factor standard deviations times a standard normal draw from ``rng``."""
+    weights = np.asarray(gmm.weights, np.float32)  # (G,)
+    inv_vars = np.asarray(gmm.inv_vars, np.float32)  # (G, D)
+    means_invvars = np.asarray(gmm.means_invvars, np.float32)  # (G, D)
+    num, dim = inv_vars.shape
+    if target <= num:
+        return
+    weights = np.concatenate([weights, np.zeros(target - num, np.float32)])
+    inv_vars = np.concatenate([inv_vars, np.zeros((target - num, dim), np.float32)])
+    means_invvars = np.concatenate([means_invvars, np.zeros((target - num, dim), np.float32)])
+    for new in range(num, target):
+        j = int(np.argmax(weights[:new]))
+        weights[j] /= 2
+        weights[new] = weights[j]
+        # means_invvars has the units of an inverse standard deviation, so its
+        # perturbation scales with sqrt(inv_var), as Kaldi's.
+        delta = (perturb_factor * rng.standard_normal(dim) * np.sqrt(inv_vars[j])).astype(
+            np.float32
+        )  # (D,)
+        inv_vars[new] = inv_vars[j]
+        means_invvars[new] = means_invvars[j] + delta
+        means_invvars[j] -= delta
+    gmm.resize(target, dim)
+    gmm.set_weights(weights)
+    gmm.set_invvars_and_means(inv_vars, means_invvars / inv_vars)
+    gmm.compute_gconsts()
+
+
+def split_by_count(
+    am: khg.AmDiagGmm,
+    occs: np.ndarray,
+    target: int,
+    *,
+    perturb_factor: float,
+    power: float,
+    min_count: float,
+    rng: np.random.Generator,
+) -> None:
+    """Kaldi's AmDiagGmm::SplitByCount with a seeded generator: split each pdf's GMM
+    up to its :func:`split_targets` count, pdfs in index order."""
+    before = am.num_gauss
+    counts = split_targets(occs, target, power, min_count)
+    for pdf, count in enumerate(counts.tolist()):
+        gmm = am.get_pdf(pdf)
+        if gmm.num_gauss < count:
+            split_gmm(gmm, count, perturb_factor, rng)
+    log.debug("split %d pdfs towards %d Gaussians: %d -> %d", len(counts), target, before,
+              am.num_gauss)  # fmt: skip
+
+
+def estimate(
+    model: GmmHmm, stats: Stats, opts: EstimateOptions, *, mixup: int = 0, iteration: int = 0
+) -> None:
     """gmm-est: update transitions and GMMs in place; then, if ``mixup`` exceeds the
     current Gaussian count, split Gaussians up to ``mixup`` in proportion to
-    occupancy^power."""
+    occupancy^power (perturbations drawn from a generator seeded by (opts.seed,
+    iteration))."""
     tcfg = khg.MleTransitionUpdateConfig(
         floor=opts.transition_floor, mincount=opts.transition_min_count
     )
@@ -121,11 +210,13 @@ def estimate(model: GmmHmm, stats: Stats, opts: EstimateOptions, *, mixup: int =
             [stats.gmm.get_acc(p).occupancy.sum() for p in range(stats.gmm.num_accs)],
             np.float32,
         )
-        model.am.split_by_count(
-            state_occs=occs,
-            target_components=mixup,
+        split_by_count(
+            model.am,
+            occs,
+            mixup,
             perturb_factor=opts.perturb_factor,
             power=opts.power,
             min_count=opts.min_count,
+            rng=np.random.default_rng([opts.seed, iteration]),
         )
     model.am.compute_gconsts()

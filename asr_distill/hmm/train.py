@@ -46,7 +46,8 @@ class MonoConfig:
     tot_gauss: target Gaussian count [1000]; realign_iters [1..10, 12, ..., 38];
     boost_silence [1.0]; first_beam: beam of the first realignment [6], beam [10],
     retry_beam [40]; power [0.25]; min_gaussian_occupancy [3]; num_shortest: train on
-    this many shortest utterances (0 = all) [0]; nj: alignment processes [1].
+    this many shortest utterances (0 = all) [0]; nj: alignment processes [1] (the
+    model does not depend on it); seed: of the perturbation of split Gaussians [0].
     """
 
     num_iters: int = 40
@@ -63,6 +64,7 @@ class MonoConfig:
     min_gaussian_occupancy: float = 3.0
     num_shortest: int = 0
     nj: int = 1
+    seed: int = 0
 
 
 @dataclasses.dataclass
@@ -149,7 +151,7 @@ def run_em(
             )
             alignments, failed = result.alignments, result.failed
         stats = accumulate(model, alignments, data.feats)
-        estimate(model, stats, estimate_opts, mixup=num_gauss)
+        estimate(model, stats, estimate_opts, mixup=num_gauss, iteration=it)
         log.info(
             "iter %d: avg log-likelihood per frame %.4f over %d frames; %d Gaussians; "
             "%d utterance(s) failed to align",
@@ -219,7 +221,9 @@ def train_mono(
             )
         num_gauss = model.num_gauss
         est = EstimateOptions(
-            min_gaussian_occupancy=config.min_gaussian_occupancy, power=config.power
+            min_gaussian_occupancy=config.min_gaussian_occupancy,
+            power=config.power,
+            seed=config.seed,
         )
         stats = accumulate(model, eq.alignments, data.feats)
         estimate(model, stats, est, mixup=num_gauss)

@@ -54,7 +54,8 @@ class TreeConfig:
 class TriConfig:
     """Triphone training (defaults of Kaldi's steps/train_deltas.sh; tree options in
     ``tree``): tot_gauss [10000], num_iters [35], max_iter_inc [25], realign_iters
-    [10, 20, 30], boost_silence [1.0], beam [10], retry_beam [40], power [0.25], nj [1]."""
+    [10, 20, 30], boost_silence [1.0], beam [10], retry_beam [40], power [0.25], nj [1]
+    (the model does not depend on it), seed of the perturbation of split Gaussians [0]."""
 
     tree: TreeConfig = dataclasses.field(default_factory=TreeConfig)
     tot_gauss: int = 10000
@@ -66,6 +67,7 @@ class TriConfig:
     retry_beam: float = 40.0
     power: float = 0.25
     nj: int = 1
+    seed: int = 0
 
     def __post_init__(self) -> None:
         if isinstance(self.tree, dict):  # from YAML
@@ -225,7 +227,7 @@ def train_tri(
         tree, stats = make_tree(data, old, old_ali, config.tree, out_dir)
         model = init_from_tree(tree, stats, (Path(lang_dir) / "topo").read_text("utf-8"))
         alignments = convert_alignments(old, model, old_ali)
-        est = EstimateOptions(power=config.power)
+        est = EstimateOptions(power=config.power, seed=config.seed)
         num_gauss = tree.num_pdfs
         stats0 = accumulate(model, alignments, data.feats)
         estimate(model, stats0, est, mixup=num_gauss)

@@ -1,11 +1,15 @@
-"""End-to-end smoke run of recipes/synth/run.sh at the tiny preset: every stage from
-the synthetic corpus to the report, then a re-run that must do nothing."""
+"""End-to-end runs of recipes/synth/run.sh at the tiny preset: every stage from the
+synthetic corpus to the report; a second run in another work dir, side by side with
+the first (each is the other's load), must give the same alignments and tables; a
+re-run must do nothing."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from tests.recipes import RECIPE_MARKS, REPO
 
@@ -14,19 +18,37 @@ RECIPE = REPO / "recipes" / "synth" / "run.sh"
 pytestmark = RECIPE_MARKS
 
 
+def _command(work: Path, *args: str) -> list[str]:
+    return ["bash", str(RECIPE), "--preset", "tiny", "--nj", "2", "--work-dir", str(work), *args]
+
+
 def run(work: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["bash", str(RECIPE), "--preset", "tiny", "--nj", "2", "--work-dir", str(work), *args],
-        capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )  # fmt: skip
+    return subprocess.run(_command(work, *args), capture_output=True, text=True,
+                          env={**os.environ, "PYTHONUNBUFFERED": "1"})  # fmt: skip
 
 
-def test_tiny_recipe_end_to_end_and_rerun_is_a_noop(tmp_path):
-    work = tmp_path / "synth"
-    out = run(work)
-    assert out.returncode == 0, out.stderr[-4000:]
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory) -> tuple[Path, Path, str]:
+    """Two full tiny runs started together; returns their work dirs and run A's log."""
+    root = tmp_path_factory.mktemp("synth")
+    works = [root / "a", root / "b"]
+    logs = [root / "a.log", root / "b.log"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    procs = []
+    for work, log in zip(works, logs, strict=True):
+        with open(log, "w") as f:
+            procs.append(subprocess.Popen(_command(work), stdout=f, stderr=subprocess.STDOUT,
+                                          env=env))  # fmt: skip
+    codes = [p.wait() for p in procs]
+    for code, log in zip(codes, logs, strict=True):
+        assert code == 0, log.read_text()[-4000:]
+    return works[0], works[1], logs[0].read_text()
+
+
+def test_tiny_recipe_end_to_end_and_rerun_is_a_noop(two_runs):
+    work, _, stderr = two_runs
     for stage in range(18):
-        assert f"Stage {stage}:" in out.stderr, f"stage {stage} did not run"
+        assert f"Stage {stage}:" in stderr, f"stage {stage} did not run"
     report = (work / "report" / "report.md").read_text()
     for section in ("## Table 1", "## Temperature sweep", "## Table 5", "claims, checked"):
         assert section in report
@@ -42,3 +64,22 @@ def test_tiny_recipe_end_to_end_and_rerun_is_a_noop(tmp_path):
     assert again.returncode == 0, again.stderr[-4000:]
     assert (exp / "dnn" / "final.safetensors").stat().st_mtime_ns == stamp
     assert again.stderr.count("nothing to do") >= 20
+
+
+def test_two_runs_give_identical_alignments_models_and_tables(two_runs):
+    """Same commit, preset and seed, run side by side: byte-identical GMMs, alignments,
+    DNN weights and report tables (issue: the tri1 tree once differed between runs)."""
+    a, b, _ = two_runs
+    same = [
+        "exp/mono/final.gmm.safetensors", "exp/tri1/tree", "exp/tri1/final.gmm.safetensors",
+        *(f"exp/tri1_ali_{s}/{f}" for s in ("train", "dev", "test") for f in ("ali.ark",
+                                                                               "pdf.ark")),
+        "exp/dnn/final.safetensors", "exp/ensemble/member2/final.safetensors",
+        "exp/soft_targets_T2/probs.npy", "exp/distill_T2/final.safetensors",
+        "exp/small_soft/last.safetensors",
+    ]  # fmt: skip
+    for rel in same:
+        assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
+    tables = [f"{t}.{ext}" for t in ("table1", "temperature", "table5") for ext in ("csv", "md")]
+    for table in tables:
+        assert (a / "report" / table).read_text() == (b / "report" / table).read_text(), table
