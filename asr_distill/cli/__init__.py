@@ -21,6 +21,7 @@ from asr_distill.logging_setup import setup_logging
 # about a hundred calls); --help and unknown commands import them all.
 COMMANDS = {
     "validate-data-dir": "data_cmds", "split-data-dir": "data_cmds",
+    "perturb-data-dir": "data_cmds", "combine-data-dirs": "data_cmds",
     "decode": "decode_cmds", "score": "decode_cmds", "frame-accuracy": "decode_cmds",
     "train-ensemble": "distill_cmds", "ensemble-accuracy": "distill_cmds",
     "distill": "distill_cmds",

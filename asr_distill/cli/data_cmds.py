@@ -1,11 +1,14 @@
-"""Data-directory subcommands: validate-data-dir, split-data-dir."""
+"""Data-directory subcommands: validate-data-dir, split-data-dir, perturb-data-dir,
+combine-data-dirs."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 
+from asr_distill.config import load_config
 from asr_distill.data.kaldi_dir import split_data_dir, validate_data_dir
+from asr_distill.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +25,79 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("num_jobs", type=int)
     p.add_argument("--per-utt", action="store_true", help="split utterances, not speakers")
     p.set_defaults(func=_split)
+
+    p = sub.add_parser(
+        "perturb-data-dir",
+        help="speed-perturbed (and optionally pitch/reverb/noise) copies of a data dir",
+        description="Write OUT: for each --speeds factor s a copy of DATA with ids and "
+        "speakers prefixed sp<s>- and audio rendered by sox at speed s (Kaldi's "
+        "perturb_data_dir_speed_3way.sh; 1.0 keeps the original entries unless another "
+        "perturbation is on), durations scaled; optional seeded pitch shift, reverberation "
+        "and coloured noise. Compute features on OUT, align it with a GMM, and it becomes a "
+        "frame store like any other data.",
+        epilog="example: asr-distill perturb-data-dir --speeds 0.9,1.0,1.1 data/train "
+        "data/train_sp",
+    )
+    p.add_argument("data_dir")
+    p.add_argument("out_dir")
+    p.add_argument("--config", help="YAML file of PerturbConfig options")
+    p.add_argument("--speeds", type=_floats, default=None, help="speed factors (0.9,1.0,1.1)")
+    p.add_argument("--pitch-cents", type=_floats, default=None, metavar="LOW,HIGH",
+                   help="uniform pitch shift range in cents (off)")  # fmt: skip
+    p.add_argument("--reverb-probability", type=float, default=None,
+                   help="share of recordings with sox reverb (0)")  # fmt: skip
+    p.add_argument("--snr-db", type=_floats, default=None, metavar="LOW,HIGH",
+                   help="SNR range of added coloured noise (off)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=None, help="(0)")
+    p.add_argument("--nj", type=int, default=1, help="parallel renderers (1)")
+    p.add_argument("--force", action="store_true", help="redo a finished output")
+    p.set_defaults(func=_perturb)
+
+    p = sub.add_parser(
+        "combine-data-dirs",
+        help="union of data dirs (combine_data.sh), refusing dev/test speakers or sentences",
+        description="Write OUT as the union of the data dirs IN (distinct utterance ids; "
+        "features and CMVN are not combined: compute them on OUT). With --disjoint-from "
+        "DIR (repeatable) the result must share no speaker (sp<s>- prefixes stripped) and no "
+        "transcript with DIR: a transfer or training set never holds dev or test data.",
+        epilog="example: asr-distill combine-data-dirs --disjoint-from data/dev "
+        "--disjoint-from data/test data/transfer data/train_sp data/unlabelled",
+    )
+    p.add_argument("out_dir")
+    p.add_argument("src_dirs", nargs="+")
+    p.add_argument("--disjoint-from", action="append", default=[], metavar="DIR")
+    p.set_defaults(func=_combine)
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        msg = f"expected numbers separated by commas: {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def _perturb(args: argparse.Namespace) -> int:
+    from asr_distill.data.perturb import PerturbConfig, perturb_data_dir
+
+    try:
+        config = load_config(
+            PerturbConfig, args.config, speeds=args.speeds, pitch_cents=args.pitch_cents,
+            reverb_probability=args.reverb_probability, snr_db=args.snr_db, seed=args.seed,
+        )  # fmt: skip
+    except ValueError as e:
+        if isinstance(e, InputError):
+            raise
+        raise InputError(f"bad option: {e}", args.config) from None
+    perturb_data_dir(args.data_dir, args.out_dir, config, nj=args.nj, force=args.force)
+    return 0
+
+
+def _combine(args: argparse.Namespace) -> int:
+    from asr_distill.data.perturb import combine_data_dirs
+
+    combine_data_dirs(args.out_dir, args.src_dirs, disjoint_from=args.disjoint_from)
+    return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
