@@ -42,6 +42,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="keep at most this many sentences in lm_text.txt (default: all)",
     )  # fmt: skip
     p.add_argument(
+        "--transfer-hours", type=float, default=None,
+        help="hours of extra audio of the training voices in transfer/, sentences of no "
+        "other split: an unlabelled transfer set for distillation (default 0: none)",
+    )  # fmt: skip
+    p.add_argument(
         "--config",
         type=Path,
         default=None,
@@ -55,7 +60,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _make(args: argparse.Namespace) -> int:
     config = load_config(SynthConfig, args.config, hours=args.hours, seed=args.seed,
-                         lm_max_sentences=args.lm_max_sentences)  # fmt: skip
+                         lm_max_sentences=args.lm_max_sentences,
+                         transfer_hours=args.transfer_hours)  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     handler = add_file_log(args.out / "log" / "make-synth-corpus.log")
     try:
@@ -69,6 +75,8 @@ def _make(args: argparse.Namespace) -> int:
         logging.getLogger().removeHandler(handler)
         handler.close()
     for split in SPLITS:
+        if not summary.num_utterances.get(split):
+            continue
         print(
             f"{split}\t{summary.hours[split]:.3f} h\t{summary.num_utterances[split]} utterances"
             f"\t{summary.num_speakers[split]} speakers"

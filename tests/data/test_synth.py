@@ -6,6 +6,7 @@ skipped with a reason where they are missing.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import pickle
@@ -30,6 +31,7 @@ from asr_distill.data.synth import (
 )
 from asr_distill.data.synth import corpus as corpus_module
 from asr_distill.data.synth.perturb import Perturbation
+from asr_distill.data.synth.plan import check_held_out
 from asr_distill.data.synth.render import RenderJob, render_utterance
 from asr_distill.data.synth.text import (
     DEFAULT_FORTUNES_DIR,
@@ -336,6 +338,33 @@ def test_train_reuses_sentences_only_when_pool_runs_out(caplog):
     assert not set(plan.lm_sentences) & (held_out | set(train))
     with pytest.raises(InputError, match="not enough for"):
         plan_corpus(SynthConfig(hours=3.0, seed=0), sentence_pool(100), LEXICON)
+
+
+def test_transfer_split_uses_training_voices_and_fresh_sentences():
+    sentences = sentence_pool(3000)
+    base = plan_corpus(SynthConfig(hours=0.3, seed=3), sentences, LEXICON)
+    plan = plan_corpus(SynthConfig(hours=0.3, seed=3, transfer_hours=0.1), sentences, LEXICON)
+    transfer = plan.split_utterances("transfer")
+    # The labelled splits are planned as without a transfer set.
+    assert [u for u in plan.utterances if u.split != "transfer"] == list(base.utterances)
+    assert 0.1 <= sum(u.estimated_s for u in transfer) / 3600 < 0.11
+    train_voices = set(SynthConfig().train_voices)
+    assert {u.voice.spec for u in transfer} <= train_voices
+    others = {u.text for u in plan.utterances if u.split != "transfer"}
+    assert not {u.text for u in transfer} & (others | set(plan.lm_sentences))
+    # A transfer voice from dev is refused before anything is planned ...
+    dev_voice = SynthConfig().dev_voices[0]
+    with pytest.raises(InputError, match="disjoint"):
+        SynthConfig(transfer_hours=0.1, transfer_voices=(dev_voice,)).validate()
+    # ... and a plan that would put a dev sentence or speaker into transfer is refused.
+    dev_utt = plan.split_utterances("dev")[0]
+    leaked = [dataclasses.replace(transfer[0], text=dev_utt.text), *plan.utterances[1:]]
+    with pytest.raises(InputError, match="held-out sentences"):
+        check_held_out(dataclasses.replace(plan, utterances=tuple(leaked)))
+    leaked = [dataclasses.replace(transfer[0], speaker_id=dev_utt.speaker_id),
+              *plan.utterances[1:]]  # fmt: skip
+    with pytest.raises(InputError, match="held-out speakers"):
+        check_held_out(dataclasses.replace(plan, utterances=tuple(leaked)))
 
 
 # --------------------------------------------------------------------------- tools

@@ -11,8 +11,11 @@ from asr_distill.data.synth.text import DEFAULT_EXCLUDED_FILES, DEFAULT_FORTUNES
 from asr_distill.data.synth.voices import default_split_voices, parse_voice
 from asr_distill.errors import InputError
 
-SPLITS = ("train", "dev", "test")
-"""Subset directory names, in the order their speakers are listed."""
+SPLITS = ("train", "dev", "test", "transfer")
+"""Subset directory names, in the order their speakers are listed. ``transfer`` is extra
+audio of the training voices (made only with ``transfer_hours`` > 0)."""
+HELD_OUT = ("dev", "test")
+"""The splits no training or transfer data may share a speaker or sentence with."""
 
 
 def _split_voices(split: str):
@@ -40,6 +43,14 @@ class SynthConfig:
     """Speakers of each split (``flite:slt``, ``espeak-ng:en-us+m3``); must be disjoint.
     Default: test holds out flite ``rms`` and variants m7/f5/klatt4 of every accent, dev
     holds out ``awb`` and m6/f4/klatt3, train has the rest (2 flite + 96 espeak-ng)."""
+    transfer_hours: float = 0.0
+    """Hours of extra audio in ``transfer/`` (0: none), on top of ``hours``: voices of
+    ``transfer_voices`` speaking sentences of no other split (train's are reused only
+    when the pool runs out), for an unlabelled transfer set. Its transcripts are
+    written, as for every split; a recipe that uses it as unlabelled never reads them."""
+    transfer_voices: tuple[str, ...] = ()
+    """Speakers of ``transfer`` (default: the train voices); none may be a dev or test
+    voice."""
     flite_weight: float = 4.0
     """A flite speaker's share of its split's audio relative to one espeak-ng speaker."""
     utts_per_chapter: int = 50
@@ -83,12 +94,22 @@ class SynthConfig:
                 setattr(self, field.name, tuple(value))
 
     def split_voices(self, split: str) -> tuple[str, ...]:
+        if split == "transfer":
+            return self.transfer_voices or self.train_voices
         return getattr(self, f"{split}_voices")
 
     def split_fraction(self, split: str) -> float:
-        """The normalised share of the hours that goes to ``split``."""
+        """The normalised share of ``hours`` that goes to ``split`` (0 for transfer)."""
+        if split == "transfer":
+            return 0.0
         total = self.train_fraction + self.dev_fraction + self.test_fraction
         return getattr(self, f"{split}_fraction") / total
+
+    def split_hours(self, split: str) -> float:
+        """Hours of audio planned for ``split``."""
+        if split == "transfer":
+            return self.transfer_hours
+        return self.hours * self.split_fraction(split)
 
     def to_json_dict(self) -> dict[str, Any]:
         """The config as plain JSON types (tuples become lists)."""
@@ -101,19 +122,22 @@ class SynthConfig:
         fractions = [self.train_fraction, self.dev_fraction, self.test_fraction]
         if any(f < 0 for f in fractions) or sum(fractions) <= 0:
             raise InputError(f"split fractions must be >= 0 with a positive sum, got {fractions}")
+        if not (math.isfinite(self.transfer_hours) and self.transfer_hours >= 0):
+            raise InputError(f"transfer_hours must be >= 0, got {self.transfer_hours}")
         seen: dict[str, str] = {}
         for split in SPLITS:
             voices = self.split_voices(split)
-            if self.split_fraction(split) > 0 and not voices:
+            if self.split_hours(split) > 0 and not voices:
                 raise InputError(f"split {split} has a share of the hours but no voices")
             for spec in voices:
                 parse_voice(spec)
-                if spec in seen:
+                # transfer may share train's voices, never dev's or test's
+                if spec in seen and not (split == "transfer" and seen[spec] == "train"):
                     raise InputError(
                         f"voice {spec} is in both {seen[spec]} and {split}: "
-                        "the splits' speakers must be disjoint"
+                        "the splits' speakers must be disjoint (transfer may share train's)"
                     )
-                seen[spec] = split
+                seen.setdefault(spec, split)
         if not 1 <= self.min_words <= self.max_words:
             raise InputError(
                 f"need 1 <= min_words <= max_words, got {self.min_words}, {self.max_words}"

@@ -11,7 +11,8 @@ Layout of ``out_dir``::
     utterances.tsv      per utterance: voice, duration, perturbation parameters, text
     .done               written last
 
-with ``<split>`` in ``train``, ``dev``, ``test``, so ``prepare-librispeech --subset
+with ``<split>`` in ``train``, ``dev``, ``test`` (and ``transfer``, extra audio of
+the training voices, with ``transfer_hours``), so ``prepare-librispeech --subset
 train`` reads it unchanged. The whole corpus is planned from the seed first
 (:mod:`asr_distill.data.synth.plan`); each FLAC file is then written atomically by
 worker processes, and a re-run skips files that exist, so a killed run resumes to
@@ -68,6 +69,7 @@ _OUTPUTS = (
     ".done",
 )
 """Everything ``--force`` removes (the log directory is kept)."""
+_DEFAULT_CONFIG = SynthConfig().to_json_dict()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,11 +229,13 @@ def _check_existing(out_dir: Path, identity: dict[str, Any], force: bool) -> Syn
         raise InputError(f"unreadable metadata ({e}); use --force to remake", meta_path) from None
     if force:
         return None
-    if any(old.get(k) != identity[k] for k in ("config", "tool_versions")):
+    # Options added since a corpus was made count as their defaults.
+    old_config = {**_DEFAULT_CONFIG, **old.get("config", {})}
+    if old_config != identity["config"] or old.get("tool_versions") != identity["tool_versions"]:
         changed = [
             name
-            for name in sorted(set(old.get("config", {})) | set(identity["config"]))
-            if old.get("config", {}).get(name) != identity["config"].get(name)
+            for name in sorted(set(old_config) | set(identity["config"]))
+            if old_config.get(name) != identity["config"].get(name)
         ]
         detail = f"changed options: {', '.join(changed)}" if changed else "tool versions differ"
         raise InputError(
@@ -360,13 +364,13 @@ def _write_layout(out_dir: Path, plan: CorpusPlan, num_samples: dict[str, int]) 
                     sum(
                         num_samples[u.utt_id]
                         for u in plan.utterances
-                        if u.speaker_id == voice.speaker_id
+                        if u.speaker_id == voice.speaker_id and u.split == split
                     )
                     / SAMPLE_RATE_HZ
                 )
                 rows.append((voice.speaker_id, voice.sex, split, seconds / 60, voice.spec))
         for speaker_id, sex, split, minutes, name in sorted(rows):
-            f.write(f"{speaker_id:<6}| {sex} | {split:<6} | {minutes:5.2f} | {name}\n")
+            f.write(f"{speaker_id:<6}| {sex} | {split:<8} | {minutes:5.2f} | {name}\n")
 
     with atomic_open(out_dir / LM_TEXT_FILE) as f:
         f.writelines(f"{s}\n" for s in plan.lm_sentences)
@@ -422,6 +426,8 @@ def _stats(summary: SynthSummary) -> dict[str, Any]:
 
 def _log_summary(summary: SynthSummary) -> None:
     for split in SPLITS:
+        if split == "transfer" and not summary.num_utterances[split]:
+            continue
         log.info(
             "%s: %.3f h, %d utterances, %d speakers",
             split,

@@ -9,11 +9,13 @@ an uninterrupted run makes. Randomness:
 * utterance ``i``'s noise (in the worker): ``default_rng([seed, 2, i])``.
 
 Sentences: the shuffled pool first gives ``lm_min_fraction`` of itself to the LM
-text, then test, dev and train take fresh sentences until their planned hours are
-met; every sentence left over also goes to the LM text, so the four sets are
-disjoint. Only train may run out, and then reuses its own sentences with other
-speakers (logged). Within a split, each utterance goes to the speaker with the
+text, then test, dev, train and transfer take fresh sentences until their planned
+hours are met; every sentence left over also goes to the LM text, so the sets are
+disjoint. Only train and transfer may run out, and then reuse train's sentences with
+other speakers (logged). Within a split, each utterance goes to the speaker with the
 least planned audio per unit weight (flite voices weigh ``flite_weight``).
+:func:`check_held_out` then refuses a plan whose train or transfer audio shares a
+speaker or a sentence with dev or test.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from asr_distill.data.synth.config import SPLITS, SynthConfig
+from asr_distill.data.synth.config import HELD_OUT, SPLITS, SynthConfig
 from asr_distill.data.synth.perturb import Perturbation, estimate_seconds, sample_perturbation
 from asr_distill.data.synth.text import Lexicon
 from asr_distill.data.synth.voices import Voice, parse_voice
@@ -34,8 +36,9 @@ from asr_distill.errors import InputError
 log = logging.getLogger(__name__)
 
 PLAN_STREAM, PERTURB_STREAM, NOISE_STREAM = 0, 1, 2
-_PLAN_ORDER = ("test", "dev", "train")
-"""Held-out splits draw their sentences first, so train is the one that may run out."""
+_PLAN_ORDER = ("test", "dev", "train", "transfer")
+"""Held-out splits draw their sentences first, so train and transfer are the ones that may
+run out."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,8 +125,9 @@ def plan_corpus(config: SynthConfig, sentences: Sequence[str], lexicon: Lexicon)
     stream = _SentenceStream(pool, rng)
 
     drafts: list[tuple[str, Voice, str, Perturbation, float]] = []
+    train_sentences: list[str] = []
     for split in _PLAN_ORDER:
-        target_s = config.hours * 3600 * config.split_fraction(split)
+        target_s = config.split_hours(split) * 3600
         if target_s <= 0:
             continue
         voices = [parse_voice(spec) for spec in config.split_voices(split)]
@@ -135,7 +139,8 @@ def plan_corpus(config: SynthConfig, sentences: Sequence[str], lexicon: Lexicon)
         while planned_s.sum() < target_s:
             sentence = stream.fresh() if reuse is None else next(reuse)
             if sentence is None:
-                if split != "train" or not own:
+                reusable = own if split == "train" else train_sentences
+                if split not in ("train", "transfer") or not reusable:
                     raise InputError(
                         f"only {len(sentences)} usable sentences: not enough for {split} "
                         f"({target_s / 3600:.2f} h) with distinct sentences per split; "
@@ -143,13 +148,14 @@ def plan_corpus(config: SynthConfig, sentences: Sequence[str], lexicon: Lexicon)
                         config.fortunes_dir,
                     )
                 log.warning(
-                    "train: sentence pool exhausted after %d sentences (%.2f of %.2f h "
+                    "%s: sentence pool exhausted after %d sentences (%.2f of %.2f h "
                     "planned); reusing train sentences with other speakers",
+                    split,
                     len(own),
                     planned_s.sum() / 3600,
                     target_s / 3600,
                 )
-                reuse = stream.reuse(list(own))
+                reuse = stream.reuse(list(reusable))
                 continue
             if reuse is None:
                 own.append(sentence)
@@ -161,13 +167,39 @@ def plan_corpus(config: SynthConfig, sentences: Sequence[str], lexicon: Lexicon)
             seconds = estimate_seconds(lexicon.phones(sentence.split()), voices[k], perturbation)
             planned_s[k] += seconds
             drafts.append((split, voices[k], sentence, perturbation, seconds))
+        if split == "train":
+            train_sentences = own
         if stream.num_reused:
-            log.warning("train: %d utterances reuse a train sentence", stream.num_reused)
+            log.warning("%s: %d utterances reuse a train sentence", split, stream.num_reused)
 
     lm_sentences = tuple(lm_reserved + list(pool[stream.used :]))
     if config.lm_max_sentences:
         lm_sentences = lm_sentences[: config.lm_max_sentences]
-    return CorpusPlan(_number(drafts, config), lm_sentences, stream.num_reused)
+    plan = CorpusPlan(_number(drafts, config), lm_sentences, stream.num_reused)
+    check_held_out(plan)
+    return plan
+
+
+def check_held_out(plan: CorpusPlan) -> None:
+    """Refuse (:class:`InputError`) a plan whose train or transfer utterances share a
+    speaker or a sentence with dev or test: that would leak the held-out sets into
+    training."""
+    held = [u for u in plan.utterances if u.split in HELD_OUT]
+    held_speakers = {u.speaker_id: u.split for u in held}
+    held_text = {u.text: u.split for u in held}
+    for u in plan.utterances:
+        if u.split in HELD_OUT:
+            continue
+        if u.speaker_id in held_speakers:
+            raise InputError(
+                f"{u.split} utterance {u.utt_id} has speaker {u.speaker_id} ({u.voice.spec}) "
+                f"of {held_speakers[u.speaker_id]}: held-out speakers must not be in training data"
+            )
+        if u.text in held_text:
+            raise InputError(
+                f"{u.split} utterance {u.utt_id} has a sentence of {held_text[u.text]} "
+                f"({u.text!r}): held-out sentences must not be in training data"
+            )
 
 
 def _number(
