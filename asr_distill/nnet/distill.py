@@ -150,6 +150,23 @@ class DistillObjective(Objective):
             self.cache.check(train_store, temperature=config.temperature,
                              model_paths=config.teachers or None)  # fmt: skip
 
+    def priors(self) -> tuple[np.ndarray | None, str]:
+        """The teachers' own priors (the labelled counts of the data they were trained
+        on), averaged: the student mimics their posteriors, so it divides by the same
+        priors as the ensemble's hybrid decoding. Teachers are those given, else the
+        members named in the soft-target cache."""
+        paths = list(self.c.teachers)
+        if not paths and self.cache is not None:
+            paths = [m["path"] for m in self.cache.meta["members"]]
+        if not paths:
+            return None, ""
+        models = self.teachers.members if self.teachers is not None else [
+            SpliceDnn.load(Path(p).with_suffix("") if p.endswith(".safetensors") else p)
+            for p in paths
+        ]  # fmt: skip
+        probs = torch.stack([m.log_priors.cpu().exp() for m in models]).mean(0)  # (P,)
+        return probs.numpy().astype(np.float64), f"the mean prior of {len(models)} teacher(s)"
+
     def setup(self, student: SpliceDnn, device: torch.device) -> None:
         if self.teachers is not None:
             if self.teachers.config.num_pdfs != student.config.num_pdfs:

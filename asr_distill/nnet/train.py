@@ -244,6 +244,11 @@ class Objective:
     def wrap(self, student: SpliceDnn) -> nn.Module:
         return student
 
+    def priors(self) -> tuple[np.ndarray | None, str]:
+        """pdf priors (P,) for a student trained without labelled frames, and where they
+        came from; (None, '') when the objective has none (then training stops)."""
+        return None, ""
+
     def loss(self, model: nn.Module, batch, device: torch.device, epoch: int):
         x = batch.inputs.to(device, non_blocking=True)
         y = batch.targets.to(device, non_blocking=True)
@@ -330,6 +335,14 @@ def _train(
     labels = train.targets[train.frame_indices(labelled_only=True)]
     if len(labels):
         model.set_priors(np.bincount(labels, minlength=num_pdfs))
+    else:  # a wholly unlabelled transfer set: the objective (its teachers) gives them
+        priors, source = objective.priors()
+        if priors is None:
+            raise InputError("no labelled frames to count the pdf priors from, and the "
+                             "objective has no teachers to take them from", train_path)  # fmt: skip
+        model.set_priors(priors)
+        if d.main:
+            log.info("pdf priors for hybrid decoding from %s (no labelled frames)", source)
     model.to(device)
     objective.setup(model, device)
     trainable = objective.wrap(model).to(device)  # the student, maybe with extra heads

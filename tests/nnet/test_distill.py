@@ -84,6 +84,25 @@ def test_unlabelled_transfer_set_trains_on_soft_targets_alone(toy, tmp_path):
             *[a for p in teachers(toy) for a in ("--teacher", p)]]  # fmt: skip
     assert main([*args, str(toy / "unlabelled"), str(toy / "dev"), str(exp)]) == 0
     assert best_dev_acc(exp) > 70.0
+    # No labelled frame to count priors from: the student takes its teachers' (the
+    # ensemble's) priors for hybrid decoding, never a silent uniform prior.
+    want = torch.stack([SpliceDnn.load(p).log_priors.exp() for p in teachers(toy)]).mean(0)
+    got = SpliceDnn.load(exp / "final").log_priors.exp()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert float(want.max() - want.min()) > 0.01  # not uniform: the toy's pdfs differ in count
+
+
+def test_unlabelled_student_from_cache_alone_takes_cached_teachers_priors(toy, tmp_path):
+    cache = tmp_path / "cache"
+    t_args = [a for p in teachers(toy) for a in ("--teacher", p)]
+    assert main(["make-soft-targets", *t_args, "--temperature", "2", "--top-k", "3",
+                 str(toy / "unlabelled"), str(cache)]) == 0  # fmt: skip
+    exp = tmp_path / "student"
+    args = ["distill", "--epochs", "1", *TINY, "--temperature", "2", "--soft-targets", str(cache)]
+    assert main([*args, str(toy / "unlabelled"), str(toy / "dev"), str(exp)]) == 0
+    want = torch.stack([SpliceDnn.load(p).log_priors.exp() for p in teachers(toy)]).mean(0)
+    torch.testing.assert_close(SpliceDnn.load(exp / "final").log_priors.exp(), want,
+                               rtol=1e-5, atol=1e-6)  # fmt: skip
 
 
 def test_distill_from_cache_matches_online(toy, tmp_path):
