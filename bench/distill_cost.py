@@ -157,9 +157,11 @@ def main() -> None:
                 loss_online += float(losses.distillation_loss(
                     logits, b.targets, teacher_log_probs=t_lp, temperature=T).total)  # fmt: skip
                 for k, cache in opened.items():
-                    topk = cache.gather(b.frames)
+                    probs, idx, tail = cache.gather(b.frames)
+                    soft = ({"teacher_log_probs": probs.log()} if idx is None  # dense cache
+                            else {"topk": (probs, idx, tail)})  # fmt: skip
                     loss_k[k] += float(losses.distillation_loss(
-                        logits, b.targets, topk=topk, temperature=T).total)  # fmt: skip
+                        logits, b.targets, temperature=T, **soft).total)  # fmt: skip
 
     print(f"# {platform.machine()}, {torch.get_num_threads()} threads, torch "
           f"{torch.__version__}; {source}; student {student_conf.hidden_layers} x "
@@ -176,7 +178,8 @@ def main() -> None:
     print(f"| online ensemble | {loss_online:.4f} | 0 |")
     for k in caches:
         rel = (loss_k[k] - loss_online) / loss_online
-        print(f"| top-{k} cache | {loss_k[k]:.4f} | {rel:+.2e} |")
+        name = "dense cache (all pdfs)" if opened[k].dense else f"top-{k} cache"
+        print(f"| {name} | {loss_k[k]:.4f} | {rel:+.2e} |")
 
 
 if __name__ == "__main__":

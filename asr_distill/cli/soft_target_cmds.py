@@ -20,8 +20,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="cache a frozen teacher ensemble's top-k distribution at temperature T per frame",
         description="Run the teachers over every frame of STORE (a frame store) and write "
         "OUT_DIR: probs.npy (float16, top-k of the ensemble's distribution at T, "
-        "descending), indices.npy (int32 pdf-ids), tail.npy (float32 mass outside the "
-        "top-k), meta.json. A distillation run reads it instead of running the teachers.",
+        "descending; with --top-k 0 every pdf's, in pdf order), indices.npy (int32 "
+        "pdf-ids; none when dense), tail.npy (float32 mass outside the top-k), meta.json. "
+        "A distillation run reads it instead of running the teachers.",
         epilog="example: asr-distill make-soft-targets frames/train exp/soft_T2 "
         "--teacher exp/dnn_s1/final --teacher exp/dnn_s2/final --temperature 2 --top-k 64",
     )
@@ -35,7 +36,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="a saved DNN (stem of <stem>.safetensors + <stem>.yaml); repeat for an ensemble",
     )
     p.add_argument("--temperature", type=float, required=True, help="T of the soft targets")
-    p.add_argument("--top-k", type=int, required=True, help="probabilities kept per frame")
+    p.add_argument("--top-k", type=int, required=True,
+                   help="probabilities kept per frame; 0 (or the number of pdfs): all, as a "
+                   "dense cache without indices")  # fmt: skip
     p.add_argument("--combine", choices=COMBINES, default="arithmetic")
     p.add_argument(
         "--weights", type=float, nargs="+", default=None, help="per-teacher weights (normalised)"

@@ -190,6 +190,12 @@ class DistillObjective(Objective):
         c = self.c
         if self.cache is not None:
             probs, idx, tail = self.cache.gather(batch.frames.numpy())
+            if idx is None:  # dense cache: the whole distribution, in pdf order
+                return losses.distillation_loss(
+                    logits, y, teacher_log_probs=probs.to(device).log(),
+                    temperature=c.temperature, soft_weight=c.soft_weight,
+                    hard_weight=c.hard_weight,
+                ).total  # fmt: skip
             topk = (probs.to(device), idx.to(device), tail.to(device))
             return losses.distillation_loss(
                 logits, y, topk=topk, temperature=c.temperature, soft_weight=c.soft_weight,

@@ -10,16 +10,22 @@ in float16, so only the ``k`` largest probabilities are kept, with the mass left
 
     CE(p, q) ~= - sum_{i in top-k} p_i log q_i - tail / (P - k) * sum_{j not in top-k} log q_j
 
-``k = num_pdfs`` stores the full distribution (exact, up to float16 rounding).
+With a few thousand pdfs the full distribution fits (``k = num_pdfs``, or ``top_k=0``):
+the cache is then *dense*, every probability in pdf order and no indices, exact up to
+float16 rounding. At high T the spread tail erases the ranking among the pdfs outside
+the top-k, which is what a high temperature exposes, so the dense layout is the one to
+use when it fits.
 
 On-disk format (``format_version`` 1), in the cache directory:
 
-- ``probs.npy``    float16 ``(N, k)``: the top-k probabilities of each store frame, descending
-- ``indices.npy``  int32 ``(N, k)``: their pdf-ids
+- ``probs.npy``    float16 ``(N, k)``: the top-k probabilities of each store frame,
+  descending; dense: ``(N, num_pdfs)`` in pdf order
+- ``indices.npy``  int32 ``(N, k)``: their pdf-ids (not written when dense)
 - ``tail.npy``     float32 ``(N,)``: ``1 - sum(top-k)``, summed in float32 from the fp32
   distribution, clipped at >= 0
 - ``meta.json``    members (paths, sha256 of weights), combine, weights, temperature,
-  top_k, num_pdfs, num_frames, context, the store's path and ``feats_sha256``, mean tail
+  top_k, layout (``topk`` or ``dense``; absent: topk), num_pdfs, num_frames, context,
+  the store's path and ``feats_sha256``, mean tail
 - ``.done``        written last; a cache without it is incomplete
 
 Rows are in store frame order (frame ``i`` of the store is row ``i``), so a training
@@ -123,7 +129,8 @@ def make_soft_targets(
     model_paths: saved :class:`SpliceDnn` stems (``<stem>.safetensors`` + ``.yaml``); the
         members must share outputs, feature dim and context.
     temperature: T > 0 of the ensemble's distribution (the paper tries 1, 2, 5, 10).
-    top_k: 1 .. num_pdfs probabilities kept per frame; ``num_pdfs`` keeps all of them.
+    top_k: 1 .. num_pdfs probabilities kept per frame; ``num_pdfs`` or 0 keeps all of
+        them as a dense cache (pdf order, no indices).
     combine: ``arithmetic`` [default] (mean of probabilities, as the paper) or
         ``geometric`` (normalised mean of log-probabilities); see :mod:`ensemble`.
     weights: per-member weights (normalised to sum to 1); default None is uniform.
@@ -152,6 +159,8 @@ def make_soft_targets(
 
     if is_done(out_dir) and not force:
         cache = SoftTargetCache(out_dir)
+        if top_k == 0:
+            top_k = cache.num_pdfs
         _check_same_request(cache, store, digests, w, combine, temperature, top_k)
         log.info("%s is complete; nothing to do (use --force to recompute)", out_dir)
         return SoftTargetSummary(
@@ -163,8 +172,11 @@ def make_soft_targets(
     ensemble = Ensemble.load(paths, combine=combine, weights=w).to(device)
     conf = ensemble.config
     num_pdfs = conf.num_pdfs
+    if top_k == 0:
+        top_k = num_pdfs
     if not 1 <= top_k <= num_pdfs:
-        raise ValueError(f"top_k must be in 1..{num_pdfs} (the teachers' pdfs), got {top_k}")
+        raise ValueError(f"top_k must be in 0..{num_pdfs} (the teachers' pdfs), got {top_k}")
+    dense = top_k == num_pdfs
     if conf.feat_dim != store.dim:
         raise InputError(
             f"teachers read {conf.feat_dim}-dim features, the store holds {store.dim}-dim",
@@ -181,13 +193,17 @@ def make_soft_targets(
     _remove_stale_temps(out_dir)
     n = store.features.shape[0]
     tail_sum = 0.0
+    (out_dir / INDICES_FILE).unlink(missing_ok=True)  # a dense cache has none
     with contextlib.ExitStack() as stack:
         probs_tmp = stack.enter_context(atomic_path(out_dir / PROBS_FILE))
-        indices_tmp = stack.enter_context(atomic_path(out_dir / INDICES_FILE))
         tail_tmp = stack.enter_context(atomic_path(out_dir / TAIL_FILE))
         fmt = np.lib.format
         probs_mm = fmt.open_memmap(probs_tmp, mode="w+", dtype=np.float16, shape=(n, top_k))
-        indices_mm = fmt.open_memmap(indices_tmp, mode="w+", dtype=np.int32, shape=(n, top_k))
+        indices_mm = None
+        if not dense:
+            indices_tmp = stack.enter_context(atomic_path(out_dir / INDICES_FILE))
+            indices_mm = fmt.open_memmap(indices_tmp, mode="w+", dtype=np.int32,
+                                         shape=(n, top_k))  # fmt: skip
         tail_mm = fmt.open_memmap(tail_tmp, mode="w+", dtype=np.float32, shape=(n,))
         bar = tqdm(total=n, desc="make-soft-targets", unit="frame", disable=not progress)
         with torch.no_grad(), bar:
@@ -200,16 +216,20 @@ def make_soft_targets(
                 )
                 log_p = ensemble.log_probs(batch.inputs.to(device), temperature)  # (B, P)
                 p = log_p.float().exp()  # (B, P)
-                top_p, top_i = torch.topk(p, top_k, dim=-1, sorted=True)  # (B, k), (B, k)
+                if dense:
+                    top_p = p  # (B, P), pdf order
+                else:
+                    top_p, top_i = torch.topk(p, top_k, dim=-1, sorted=True)  # (B, k), (B, k)
+                    indices_mm[s:e] = top_i.cpu().numpy().astype(np.int32)
                 tail = (1.0 - top_p.sum(-1, dtype=torch.float32)).clamp_min(0.0)  # (B,)
                 probs_mm[s:e] = top_p.cpu().numpy().astype(np.float16)
-                indices_mm[s:e] = top_i.cpu().numpy().astype(np.int32)
                 tail_np = tail.cpu().numpy()
                 tail_mm[s:e] = tail_np
                 tail_sum += float(tail_np.sum(dtype=np.float64))
                 bar.update(e - s)
         for mm in (probs_mm, indices_mm, tail_mm):
-            mm.flush()
+            if mm is not None:
+                mm.flush()
         del probs_mm, indices_mm, tail_mm
 
     mean_tail = tail_sum / max(n, 1)
@@ -222,6 +242,7 @@ def make_soft_targets(
         "weights": w,
         "temperature": float(temperature),
         "top_k": int(top_k),
+        "layout": "dense" if dense else "topk",
         "num_pdfs": int(num_pdfs),
         "num_frames": int(n),
         "left_context": int(conf.left_context),
@@ -298,9 +319,13 @@ class SoftTargetCache:
             raise InputError(f"meta.json lacks or has a bad field ({e})", meta_path) from None
         if version != FORMAT_VERSION:
             raise InputError(f"unsupported soft-target format_version {version}", meta_path)
+        layout = self.meta.get("layout", "topk")
+        if layout not in ("topk", "dense") or (layout == "dense" and k != p):
+            raise InputError(f"bad layout {layout!r} for top_k {k} of {p} pdfs", meta_path)
+        self.dense = layout == "dense"
         self.num_frames, self.top_k, self.num_pdfs = n, k, p
         self._probs = self._open(PROBS_FILE, np.float16, (n, k))  # (N, k)
-        self._indices = self._open(INDICES_FILE, np.int32, (n, k))  # (N, k)
+        self._indices = None if self.dense else self._open(INDICES_FILE, np.int32, (n, k))
         self._tail = self._open(TAIL_FILE, np.float32, (n,))  # (N,)
 
     def _open(self, name: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
@@ -360,7 +385,8 @@ class SoftTargetCache:
         """Soft targets of store frame indices ``frames`` (B,) (a batch's ``.frames``).
 
         Returns probs ``(B, k)`` float32 (descending), indices ``(B, k)`` int64 pdf-ids
-        and tail ``(B,)`` float32 (the probability mass outside the top-k).
+        and tail ``(B,)`` float32 (the probability mass outside the top-k); for a dense
+        cache probs are ``(B, num_pdfs)`` in pdf order and indices None.
         """
         if isinstance(frames, torch.Tensor):
             frames = frames.cpu().numpy()
@@ -368,12 +394,15 @@ class SoftTargetCache:
         if frames.size and (frames.min() < 0 or frames.max() >= self.num_frames):
             raise IndexError(f"frame index out of range 0..{self.num_frames - 1}")
         probs = torch.from_numpy(self._probs[frames].astype(np.float32))  # (B, k)
-        indices = torch.from_numpy(self._indices[frames].astype(np.int64))  # (B, k)
+        indices = (
+            None if self.dense else torch.from_numpy(self._indices[frames].astype(np.int64))
+        )  # (B, k)
         tail = torch.from_numpy(np.array(self._tail[frames], dtype=np.float32))  # (B,)
         return probs, indices, tail
 
     def __repr__(self) -> str:
         return (
             f"SoftTargetCache({str(self.path)!r}, frames={self.num_frames}, "
-            f"top_k={self.top_k}, num_pdfs={self.num_pdfs}, T={self.temperature:g})"
+            f"top_k={self.top_k}, num_pdfs={self.num_pdfs}, T={self.temperature:g}"
+            f"{', dense' if self.dense else ''})"
         )

@@ -98,23 +98,26 @@ def test_full_distribution_matches_online_ensemble(setup, tmp_path, combine, wei
     online, (probs, indices, tail), student = online_and_cached(
         setup, out, frames, combine=combine, weights=weights
     )
-    assert probs.dtype == torch.float32 and indices.dtype == torch.int64
-    assert probs.shape == indices.shape == (200, PDFS) and tail.shape == (200,)
-    assert (probs[:, :-1] >= probs[:, 1:]).all()  # sorted descending
-    dense = torch.zeros_like(online).scatter(1, indices, probs)  # (B, P)
-    assert (dense - online).abs().max() < 1e-3
+    # Every pdf kept: a dense cache, probabilities in pdf order and no indices.
+    assert cache.dense and indices is None and not (out / "indices.npy").exists()
+    assert probs.dtype == torch.float32 and probs.shape == (200, PDFS) and tail.shape == (200,)
+    assert (probs - online).abs().max() < 1e-3
     assert tail.max() < 1e-5
+    indices = torch.arange(PDFS).expand(200, PDFS)
     # The teachers are not uniform, or this test would prove little.
     assert online.max(-1).values.mean() > 2 / PDFS
     loss_cached = sparse_ce(student, probs, indices, tail).mean()
     assert abs(loss_cached - online_ce(student, online).mean()) < 1e-3
     # The whole store is covered, in store order (frame i is row i).
     last = np.arange(store.num_frames - 3, store.num_frames)
-    online_last, (p_last, i_last, _), _ = online_and_cached(
+    online_last, (p_last, _, _), _ = online_and_cached(
         setup, out, last, combine=combine, weights=weights
     )
-    dense_last = torch.zeros_like(online_last).scatter(1, i_last, p_last)
-    assert (dense_last - online_last).abs().max() < 1e-3
+    assert (p_last - online_last).abs().max() < 1e-3
+    # top_k=0 asks for the same dense cache.
+    again = make_soft_targets(setup["store"], setup["members"], out, temperature=T, top_k=0,
+                              combine=combine, weights=weights, progress=False)  # fmt: skip
+    assert not again.built
 
 
 def test_sparse_ce_error_shrinks_with_k(setup, tmp_path):
@@ -126,6 +129,8 @@ def test_sparse_ce_error_shrinks_with_k(setup, tmp_path):
         summary = make_soft_targets(setup["store"], setup["members"], out, temperature=T,
                                     top_k=k, progress=False)  # fmt: skip
         online, (probs, indices, tail), student = online_and_cached(setup, out, frames)
+        if indices is None:  # k = P: dense
+            indices = torch.arange(PDFS).expand(len(frames), PDFS)
         torch.testing.assert_close(tail, (1 - online.topk(k, -1).values.sum(-1)).clamp_min(0),
                                    atol=1e-5, rtol=0)  # fmt: skip
         assert abs(summary.mean_tail - float(tail.mean())) < 1e-5
@@ -146,7 +151,7 @@ def test_sparse_ce_error_shrinks_with_k(setup, tmp_path):
     assert loss_err[PDFS] < 1e-3 and frame_err[PDFS] < 1e-3
 
 
-@pytest.mark.parametrize("k", [0, PDFS + 1])
+@pytest.mark.parametrize("k", [-1, PDFS + 1])
 def test_top_k_must_be_in_range(setup, tmp_path, k):
     with pytest.raises(ValueError, match="top_k"):
         make_soft_targets(setup["store"], setup["members"], tmp_path / "soft", temperature=T,
@@ -269,4 +274,6 @@ def test_cli_round_trip(setup, tmp_path, caplog):
         np.testing.assert_array_equal(np.load(out / name), np.load(lib / name))
     assert run_cli(argv) == 0  # finished: a no-op
     with pytest.raises(InputError, match=r"bad option.*top_k"):
-        run_cli([*argv[:2], str(tmp_path / "bad"), *teachers, "--temperature", "2", "--top-k", "0"])
+        run_cli(
+            [*argv[:2], str(tmp_path / "bad"), *teachers, "--temperature", "2", "--top-k", "-1"]
+        )
