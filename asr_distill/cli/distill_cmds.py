@@ -76,6 +76,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--hint-weight", type=float, default=None, help="(1.0)")
     p.add_argument("--hint-epochs", type=int, default=None, help="FitNets stage 1 epochs (1)")
     p.add_argument("--self-weight", type=float, default=None, help="(1.0)")
+    p.add_argument(
+        "--pseudo-labels", action="store_true", default=None,
+        help="kd with the teachers' argmax as hard labels instead of their distribution "
+        "(the control for soft targets)",
+    )  # fmt: skip
     p.add_argument("--distill-config", default=None, help="YAML file of DistillConfig options")
     add_train_options(p)
     p.set_defaults(func=_distill)
@@ -110,6 +115,7 @@ def _distill(args: argparse.Namespace) -> int:
             soft_weight=args.soft_weight, hard_weight=args.hard_weight, combine=args.combine,
             weighting=args.weighting, hint_weight=args.hint_weight,
             hint_epochs=args.hint_epochs, self_weight=args.self_weight,
+            pseudo_labels=args.pseudo_labels,
         )  # fmt: skip
     except ValueError as e:
         if isinstance(e, InputError):

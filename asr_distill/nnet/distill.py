@@ -6,7 +6,10 @@ Methods (``DistillConfig.method``):
   w_hard * CE(labels, q_student(1))``; the teacher distribution comes from frozen
   ensemble members run on the same batch (online) or from a top-k soft-target cache
   (``make-soft-targets``). Unlabelled frames (target -1) get the soft term only, so
-  the transfer set may be unlabelled.
+  the transfer set may be unlabelled. With ``pseudo_labels`` the teachers' distribution
+  is replaced by its argmax (``w_soft * CE(argmax p_teacher, q_student(1)) + w_hard *
+  CE(labels, q_student(1))``): the control that shows what the soft targets add over
+  hard pseudo-labels from the same teachers on the same frames.
 - ``logits``: logit matching (Caruana; Bucila et al. 2006), the high-temperature limit
   of ``kd``: MSE between the student's and the (member-averaged) teacher's
   mean-centred logits, plus the weighted hard CE.
@@ -62,7 +65,8 @@ class DistillConfig:
     hint_weight [1.0], student_hint_layer / teacher_hint_layer (indices into the
     hidden layers, negative from the top) [-2 / -2], hint_epochs: epochs of hints only
     before joint training (FitNets stage 1) [1]; aux_layers: hidden layers that get an
-    auxiliary head (self) [[]: the middle one], self_weight [1.0].
+    auxiliary head (self) [[]: the middle one], self_weight [1.0]; pseudo_labels: kd
+    with the teachers' argmax instead of their distribution [false].
     """
 
     method: str = "kd"
@@ -79,6 +83,7 @@ class DistillConfig:
     hint_epochs: int = 1
     aux_layers: list[int] = dataclasses.field(default_factory=list)
     self_weight: float = 1.0
+    pseudo_labels: bool = False
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -94,6 +99,8 @@ class DistillConfig:
             raise ValueError(f"method {self.method} needs --teacher (or --soft-targets for kd)")
         if self.soft_targets is not None and self.method != "kd":
             raise ValueError("--soft-targets is only for method kd")
+        if self.pseudo_labels and self.method != "kd":
+            raise ValueError("--pseudo-labels is only for method kd")
 
 
 def read_member_accuracies(paths: Sequence[str]) -> list[float]:
@@ -135,6 +142,8 @@ class DistillObjective(Objective):
         self.c = config
         self.store = train_store
         self.name = f"{config.method} T={config.temperature:g}"
+        if config.pseudo_labels:
+            self.name = "kd with the teachers' argmax as hard pseudo-labels"
         self.teachers: Ensemble | None = None
         self.cache = None
         if config.teachers:
@@ -186,8 +195,20 @@ class DistillObjective(Objective):
             return _StudentWithAux(student, self.c)
         return student
 
+    def _pseudo_labels(self, batch, x, device) -> torch.Tensor:
+        """The teachers' most probable pdf per frame (B,) int64 (any T: same argmax)."""
+        if self.cache is not None:
+            probs, idx, _ = self.cache.gather(batch.frames.numpy())
+            top = probs.argmax(-1) if idx is None else idx[:, 0]  # top-k is sorted
+            return top.to(device)
+        return self.teachers.log_probs(self.teacher_inputs(batch, x)).argmax(-1).to(device)
+
     def _kd(self, logits, y, batch, x, device):
         c = self.c
+        if c.pseudo_labels:
+            pseudo = self._pseudo_labels(batch, x, device)  # (B,)
+            return c.soft_weight * losses.hard_cross_entropy(logits, pseudo) + \
+                c.hard_weight * losses.hard_cross_entropy(logits, y)  # fmt: skip
         if self.cache is not None:
             probs, idx, tail = self.cache.gather(batch.frames.numpy())
             if idx is None:  # dense cache: the whole distribution, in pdf order

@@ -10,7 +10,9 @@ import torch
 import yaml
 
 from asr_distill.cli import main
-from asr_distill.features.framestore import build_frame_store
+from asr_distill.features.framestore import FrameStore, build_frame_store
+from asr_distill.nnet.distill import DistillConfig, DistillObjective
+from asr_distill.nnet.ensemble import Ensemble
 from asr_distill.nnet.model import SpliceDnn
 from tests.nnet.test_train import PDFS, learnable_utts
 
@@ -123,3 +125,35 @@ def test_distill_from_cache_matches_online(toy, tmp_path):
     args = ["distill", "--epochs", "1", *TINY, "--temperature", "5", "--soft-targets",
             str(cache), str(toy / "train"), str(toy / "dev"), str(tmp_path / "bad")]  # fmt: skip
     assert main(args) == 1
+
+
+def test_pseudo_labels_are_the_teachers_argmax(toy, tmp_path):
+    """The hard pseudo-label control: CE with the ensemble's argmax, online or from a
+    (sorted top-k or dense) cache, and a student trains on it."""
+    paths = teachers(toy)
+    store = FrameStore(toy / "unlabelled")
+    student = SpliceDnn.load(paths[0])
+    c = student.config
+    batch = next(store.batches(64, left=c.left_context, right=c.right_context, shuffle=False))
+    argmax = Ensemble.load(paths).log_probs(batch.inputs).argmax(-1)  # (B,)
+    sources = [{"teachers": paths}]
+    for k in (2, 0):
+        cache = tmp_path / f"cache{k}"
+        assert main(["make-soft-targets", *[a for p in paths for a in ("--teacher", p)],
+                     "--temperature", "5", "--top-k", str(k), str(toy / "unlabelled"),
+                     str(cache)]) == 0  # fmt: skip
+        sources.append({"soft_targets": str(cache)})
+    for source in sources:
+        objective = DistillObjective(
+            DistillConfig(temperature=5, pseudo_labels=True, **source), store
+        )
+        objective.setup(student, torch.device("cpu"))
+        loss, logits, _ = objective.loss(student, batch, torch.device("cpu"), 0)
+        want = torch.nn.functional.cross_entropy(logits, argmax)  # no labels: no hard term
+        torch.testing.assert_close(loss, want)
+    exp = tmp_path / "pseudo"
+    args = ["distill", "--epochs", "3", *TINY, "--pseudo-labels", "--soft-targets",
+            str(tmp_path / "cache0"), "--temperature", "5"]  # fmt: skip
+    assert main([*args, str(toy / "unlabelled"), str(toy / "dev"), str(exp)]) == 0
+    assert best_dev_acc(exp) > 70.0
+    assert yaml.safe_load((exp / "distill.yaml").read_text())["pseudo_labels"] is True
