@@ -34,7 +34,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
                        ("right-context", int), ("lr", float), ("batch-size", int),
                        ("epochs", int), ("seed", int), ("data-fraction", float),
                        ("early-stopping", int), ("checkpoint-every", int),
-                       ("weight-decay", float), ("warmup-steps", int)):  # fmt: skip
+                       ("weight-decay", float), ("warmup-steps", int),
+                       ("dropout", float)):  # fmt: skip
         p.add_argument(f"--{name}", type=kind, default=None)
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default=None)
     p.add_argument("--schedule", choices=("newbob", "cosine", "constant"), default=None)
@@ -49,7 +50,7 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     names = ("hidden_layers", "hidden_dim", "left_context", "right_context", "lr",
              "batch_size", "epochs", "seed", "data_fraction", "early_stopping",
-             "checkpoint_every", "weight_decay", "warmup_steps", "optimizer", "schedule",
+             "checkpoint_every", "weight_decay", "warmup_steps", "dropout", "optimizer", "schedule",
              "device", "bf16", "compile", "fused_optimizer")  # fmt: skip
     try:
         config = load_config(TrainConfig, args.config, **{n: getattr(args, n) for n in names})

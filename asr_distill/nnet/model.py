@@ -45,7 +45,8 @@ def hybrid_log_likelihoods(log_posteriors: torch.Tensor, log_priors: torch.Tenso
 class DnnConfig:
     """Model shape: hidden_layers [8] x hidden_dim [2560] ReLU (the paper preset),
     left_context [20] and right_context [5] frames of feat_dim [40] features, and
-    num_pdfs outputs (senones, from the tree)."""
+    num_pdfs outputs (senones, from the tree); dropout after each hidden ReLU while
+    training [0]."""
 
     num_pdfs: int
     feat_dim: int = 40
@@ -53,6 +54,7 @@ class DnnConfig:
     right_context: int = 5
     hidden_layers: int = 8
     hidden_dim: int = 2560
+    dropout: float = 0.0
 
     @property
     def window(self) -> int:
@@ -126,6 +128,8 @@ class SpliceDnn(nn.Module):
         hidden = []
         for layer in self.hidden:
             h = torch.relu(layer(h))  # (B, H)
+            if self.config.dropout and self.training:
+                h = nn.functional.dropout(h, self.config.dropout, training=True)
             hidden.append(h)
         logits = self.output(h)  # (B, P)
         return (logits, hidden) if return_hidden else logits
@@ -175,4 +179,4 @@ class SpliceDnn(nn.Module):
             model.load_state_dict(state)
         except (RuntimeError, OSError) as e:
             raise InputError(f"does not match {conf_path.name}: {e}", weights) from None
-        return model
+        return model.eval()  # loaded for inference (no dropout); train() to train it further

@@ -49,7 +49,8 @@ class TrainConfig:
 
     Model: hidden_layers [8], hidden_dim [2560], left_context [20], right_context [5].
     Optimiser: optimizer 'sgd' (momentum [0.9]) or 'adamw' [sgd]; lr [0.008];
-    weight_decay [0]; batch_size: global frames per step [256]; epochs [10].
+    weight_decay [0]; dropout after each hidden ReLU [0]; batch_size: global frames per
+    step [256]; epochs [10].
     Schedule: 'newbob' (Kaldi nnet1: keep the rate while dev frame accuracy improves by
     at least newbob_start_halving [0.5] points, then halve it every epoch; stop when an
     epoch while halving gains less than newbob_end [0.1] points) or 'cosine'
@@ -68,6 +69,7 @@ class TrainConfig:
     lr: float = 0.008
     momentum: float = 0.9
     weight_decay: float = 0.0
+    dropout: float = 0.0
     batch_size: int = 256
     epochs: int = 10
     schedule: str = "newbob"
@@ -92,6 +94,8 @@ class TrainConfig:
             raise ValueError(f"data_fraction must be in (0, 1], not {self.data_fraction}")
         if self.batch_size < 1 or self.epochs < 1 or self.checkpoint_every < 1:
             raise ValueError("batch_size, epochs and checkpoint_every must be >= 1")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
 
 
 @dataclasses.dataclass
@@ -128,7 +132,7 @@ def model_config(config: TrainConfig, num_pdfs: int, feat_dim: int) -> DnnConfig
     return DnnConfig(
         num_pdfs=num_pdfs, feat_dim=feat_dim, left_context=config.left_context,
         right_context=config.right_context, hidden_layers=config.hidden_layers,
-        hidden_dim=config.hidden_dim,
+        hidden_dim=config.hidden_dim, dropout=config.dropout,
     )  # fmt: skip
 
 

@@ -110,6 +110,19 @@ def test_training_learns_and_writes_its_files(stores, tmp_path):
     assert train_dnn(train, dev, exp, TrainConfig(**TINY), progress=False) is None
 
 
+def test_dropout_only_while_training_and_kept_in_the_model(stores, tmp_path):
+    train, dev = stores
+    model = train_dnn(train, dev, tmp_path / "exp", TrainConfig(**TINY, dropout=0.3),
+                      progress=False)  # fmt: skip
+    assert model.config.dropout == 0.3  # saved with the model (final.yaml)
+    x = torch.randn(16, model.config.input_dim)
+    torch.testing.assert_close(model(x), model(x))  # eval mode: no dropout
+    model.train()
+    assert not torch.equal(model(x), model(x))
+    curve = (tmp_path / "exp" / "train_curve.csv").read_text().splitlines()[1:]
+    assert max(float(r.split(",")[6]) for r in curve) > 80.0
+
+
 def test_divergence_stops_with_a_clear_error(stores, tmp_path):
     """A learning rate that blows the loss up stops the run at the first non-finite loss,
     naming the run, instead of training on NaN to the end."""
