@@ -7,6 +7,8 @@ It reads what the recipe's steps wrote (layout of ``recipes/synth/run.sh``):
   stores), ``decode_{dev,test}/scores.yaml``
 - ``ensemble/``: ``accuracy.yaml`` (``ensemble-accuracy``), ``decode_{dev,test}/``
 - ``distill_T<T>/``: students at each temperature, like ``dnn/``
+- ``distill_transfer/`` and ``distill_pseudo/``: students of the transfer set (soft
+  targets, and the control with the teachers' argmax as hard labels), like ``dnn/``
 - ``small_hard/`` and ``small_soft/``: the 3 % experiment (frame accuracy on the
   subset they trained on and on test; ``train_curve.csv`` per epoch)
 
@@ -21,6 +23,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import logging
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -83,6 +86,20 @@ class _Reader:
             test_wer=self.wer(f"{rel}/decode_test") if wer else None,
         )  # fmt: skip
 
+    def member_spread(self, rel: str, split: str) -> tuple[float, float, int] | None:
+        """(mean, std, n) of the ensemble members' frame accuracies on ``split``: N
+        baselines that differ only in seed."""
+        data = self.yaml(rel)
+        if data is None:
+            return None
+        for store, v in data.get("stores", {}).items():
+            if Path(store).name == split and v.get("members"):
+                accs = [float(a) for a in v["members"]]
+                std = statistics.stdev(accs) if len(accs) > 1 else 0.0
+                return statistics.fmean(accs), std, len(accs)
+        self.missing.append(f"{rel} [{split} members]")
+        return None
+
     def curve(self, rel: str) -> list[tuple[int, float]]:
         path = self.exp / rel / "train_curve.csv"
         if not path.is_file():
@@ -114,6 +131,18 @@ def _share(part: float | None, whole: float | None) -> float | None:
     return 100.0 * part / whole
 
 
+def _kept(system: System, base: System, ens: System, split: str) -> float | None:
+    """% of the ensemble's frame-accuracy gain over the baseline that ``system`` keeps."""
+    b, e, s = (getattr(x, f"{split}_acc") for x in (base, ens, system))
+    if b is None or e is None or s is None:
+        return None
+    return _share(s - b, e - b)
+
+
+def _spread(x: tuple[float, float, int] | None) -> str:
+    return "-" if x is None else f"{x[0]:.2f} ± {x[1]:.2f}"
+
+
 def make_report(
     exp_dir: str | Path,
     out_dir: str | Path,
@@ -137,14 +166,42 @@ def make_report(
     # The distilled row of Table 1: the temperature with the best DEV frame accuracy.
     scored = [t for t in temperatures if students[t].dev_acc is not None]
     best_t = max(scored, key=lambda t: students[t].dev_acc) if scored else None
-    dist = students[best_t] if best_t is not None else System("distilled")
+    dist = dataclasses.replace(
+        students[best_t] if best_t is not None else System(""),
+        name="distilled on the training data",
+    )
 
-    header1 = ["system", "dev frame acc %", "test frame acc %", "dev WER %", "test WER %",
-               "paper frame acc %", "paper WER %"]  # fmt: skip
-    rows1 = []
-    for sys_, key in ((base, "baseline"), (ens, "ensemble"), (dist, "distilled")):
+    xfer = r.system("distilled with the transfer set", "distill_transfer")
+    pseudo = r.system("hard pseudo-labels on the transfer set", "distill_pseudo")
+    for system, rel in ((dist, f"distill_T{best_t:g}" if best_t is not None else None),
+                        (xfer, "distill_transfer")):  # fmt: skip
+        dconf = exp / rel / "distill.yaml" if rel else None
+        if dconf is not None and dconf.is_file():
+            d = yaml.safe_load(dconf.read_text())
+            system.name += f" (T={d['temperature']:g}, hard weight {d['hard_weight']:g})"
+    spread = {s: r.member_spread("ensemble/accuracy.yaml", s) for s in ("dev", "test")}
+    n_members = next((x[2] for x in spread.values() if x is not None), 0)
+
+    header1 = [
+        "system",
+        "dev frame acc %",
+        "test frame acc %",
+        "dev WER %",
+        "test WER %",
+        "dev gain kept %",
+        "test gain kept %",
+        "paper frame acc %",
+        "paper WER %",
+    ]
+    rows1 = [[base.name, _fmt(base.dev_acc), _fmt(base.test_acc), _fmt(base.dev_wer),
+              _fmt(base.test_wer), "", "", *PAPER_TABLE1["baseline"]],
+             [f"baseline: mean ± std of the {n_members} members (seeds)", _spread(spread["dev"]),
+              _spread(spread["test"]), "-", "-", "", "", "", ""]]  # fmt: skip
+    for sys_, key in ((ens, "ensemble"), (dist, "distilled"), (xfer, None), (pseudo, None)):
+        paper = PAPER_TABLE1[key] if key else ("", "")
         rows1.append([sys_.name, _fmt(sys_.dev_acc), _fmt(sys_.test_acc), _fmt(sys_.dev_wer),
-                      _fmt(sys_.test_wer), *PAPER_TABLE1[key]])  # fmt: skip
+                      _fmt(sys_.test_wer), _fmt(_kept(sys_, base, ens, "dev")),
+                      _fmt(_kept(sys_, base, ens, "test")), *paper])  # fmt: skip
     t1 = _write_table(out, "table1", header1, rows1)
 
     header_t = ["T", "dev frame acc %", "test frame acc %", "dev WER %", "test WER %"]
@@ -213,6 +270,17 @@ def make_report(
                   f"{'-' if kept is None else ('yes' if kept >= 80 else 'NO')} "
                   f"(keeps {_fmt(kept)} %; T = {'-' if best_t is None else f'{best_t:g}'}, "
                   "chosen on dev)")  # fmt: skip
+    kept_x = _kept(xfer, base, ens, "test")
+    checks.append(f"- distilled with the transfer set keeps at least 95 % of the ensemble's "
+                  f"gain: {'-' if kept_x is None else ('yes' if kept_x >= 95 else 'NO')} "
+                  f"(keeps {_fmt(kept_x)} %)")  # fmt: skip
+    margin = None if xfer.test_acc is None or pseudo.test_acc is None \
+        else xfer.test_acc - pseudo.test_acc  # fmt: skip
+    seed_std = None if spread["test"] is None else spread["test"][1]
+    beats = None if margin is None or seed_std is None else margin > seed_std
+    checks.append(f"- soft targets beat hard pseudo-labels on the transfer set by more than "
+                  f"the baseline's seed std: {'-' if beats is None else ('yes' if beats else 'NO')}"
+                  f" (by {_fmt(margin)} points; seed std {_fmt(seed_std)})")  # fmt: skip
     gap = None if base.test_acc is None or hard.test_acc is None else base.test_acc - hard.test_acc
     rec = _share(None if soft.test_acc is None or hard.test_acc is None
                  else soft.test_acc - hard.test_acc, gap)  # fmt: skip

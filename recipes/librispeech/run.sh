@@ -53,6 +53,7 @@ tri1_iters=$(yaml_get "$conf" tri1_iters)
 data=$work_dir/data
 exp=$work_dir/exp
 splits="train dev test"
+transfer_sets=""   # data dirs (under $data) of unlabelled audio for the transfer set
 dl=()
 [ "$download" = true ] && dl=(--download --url-base "$url_base")
 mkdir -p "$work_dir"

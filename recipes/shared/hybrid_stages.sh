@@ -1,9 +1,11 @@
-# Stages 7-17 of the recipes, the same for every corpus once it has data dirs, a lang
+# Stages 7-19 of the recipes, the same for every corpus once it has data dirs, a lang
 # dir with G (lang_test), mono and tri1: alignments, graphs, GMM decoding, DNN frame
 # stores, the baseline DNN, the teacher ensemble, distillation over temperatures, the
-# small-data (Table 5) experiment and the report. Sourced by recipes/*/run.sh after
-# they set: stage stop_stage nj work_dir data splits exp conf dnn_conf report_title
-# ($conf is the recipe's preset YAML; the keys read below must be in it).
+# transfer set and its students, the small-data (Table 5) experiment and the report.
+# Sourced by recipes/*/run.sh after they set: stage stop_stage nj work_dir data splits
+# exp conf dnn_conf report_title transfer_sets (data dirs under $data of unlabelled
+# audio for the transfer set; may be empty) ($conf is the recipe's preset YAML; the
+# keys read below must be in it).
 
 frames=$work_dir/frames
 lmwts=$(yaml_get "$conf" lmwts)
@@ -23,6 +25,10 @@ small_epochs=$(yaml_get "$conf" small_epochs)
 small_lr=$(yaml_get "$conf" small_lr)
 small_temperature=$(yaml_get "$conf" small_temperature)
 small_hard_weight=$(yaml_get "$conf" small_hard_weight)
+transfer_speeds=$(yaml_get "$conf" transfer_speeds)
+transfer_temperature=$(yaml_get "$conf" transfer_temperature)
+transfer_hard_weight=$(yaml_get "$conf" transfer_hard_weight)
+transfer_lr=$(yaml_get "$conf" transfer_lr)
 
 if run_stage 7; then
   log "Stage 7: tri1 alignments of train/dev/test (the DNN targets); mono vs tri1 on dev"
@@ -110,7 +116,8 @@ if run_stage 14; then
 fi
 
 if run_stage 15; then
-  log "Stage 15: distillation from the ensemble at T in {$temperatures} (top-$soft_top_k cache)"
+  cache_kind="top-$soft_top_k"; [ "$soft_top_k" = 0 ] && cache_kind="dense"
+  log "Stage 15: distillation from the ensemble at T in {$temperatures} ($cache_kind cache)"
   mapfile -t members < "$exp/ensemble/members.txt"
   teachers=(); for m in "${members[@]}"; do teachers+=(--teacher "$m"); done
   for t in $temperatures; do
@@ -127,7 +134,48 @@ if run_stage 15; then
 fi
 
 if run_stage 16; then
-  log "Stage 16: Table 5, $small_fraction of the training utterances: hard vs soft targets"
+  log "Stage 16: transfer set: speed-perturbed copies of train ($transfer_speeds), their tri1" \
+    "alignments, plus unlabelled audio (${transfer_sets:-none}); never dev/test speakers or text"
+  asr-distill perturb-data-dir --nj "$nj" --speeds "$transfer_speeds" "$data/train" \
+    "$data/train_sp"
+  extra=(); for s in $transfer_sets; do extra+=("$data/$s"); done
+  asr-distill combine-data-dirs --disjoint-from "$data/dev" --disjoint-from "$data/test" \
+    "$data/transfer" "$data/train_sp" "${extra[@]}"
+  asr-distill compute-feats --kind mfcc --nj "$nj" "$data/train_sp" "$data/train_sp_mfcc"
+  asr-distill compute-feats --kind fbank --nj "$nj" "$data/transfer" "$data/transfer_fbank"
+  asr-distill align --nj "$nj" "$data/train_sp_mfcc" "$data/lang" "$exp/tri1" \
+    "$exp/tri1_ali_train_sp"
+  # Copies the GMM could not align and the unlabelled audio stay in, without labels: the
+  # teachers label every frame.
+  asr-distill make-frame-store --keep-unaligned --targets "$exp/tri1_ali_train_sp/pdf.ark" \
+    --num-pdfs "$(cat "$exp/tri1_ali_train/num_pdfs")" \
+    --cmvn-scp "$data/transfer_fbank/cmvn.scp" --utt2spk "$data/transfer_fbank/utt2spk" \
+    "$data/transfer_fbank/feats.scp" "$frames/transfer"
+fi
+
+if run_stage 17; then
+  log "Stage 17: students of the transfer set: soft targets at T=$transfer_temperature, and" \
+    "the control with the ensemble's argmax as hard pseudo-labels"
+  mapfile -t members < "$exp/ensemble/members.txt"
+  teachers=(); for m in "${members[@]}"; do teachers+=(--teacher "$m"); done
+  cache=$exp/soft_targets_transfer_T$transfer_temperature
+  asr-distill make-soft-targets "${teachers[@]}" --temperature "$transfer_temperature" \
+    --top-k "$soft_top_k" --no-progress "$frames/transfer" "$cache"
+  for run in distill_transfer:soft distill_pseudo:pseudo; do
+    name=${run%%:*}
+    how=(); [ "${run#*:}" = pseudo ] && how=(--pseudo-labels)
+    asr-distill distill --config "$dnn_conf" --no-progress "${how[@]}" --soft-targets "$cache" \
+      "${teachers[@]}" --temperature "$transfer_temperature" \
+      --hard-weight "$transfer_hard_weight" --lr "$transfer_lr" \
+      "$frames/transfer" "$frames/dev" "$exp/$name"
+    asr-distill frame-accuracy --dnn "$exp/$name/final" --out "$exp/$name/frame_accuracy.yaml" \
+      "$frames/dev" "$frames/test"
+    decode_dnn "$name" "$exp/$name/final"
+  done
+fi
+
+if run_stage 18; then
+  log "Stage 18: Table 5, $small_fraction of the training utterances: hard vs soft targets"
   # Hard targets with early stopping on dev (the paper's setting); soft targets at
   # T=$small_temperature (hard weight $small_hard_weight) from the baseline trained on
   # all the data, no early stopping (the last epoch is the result).
@@ -145,8 +193,8 @@ if run_stage 16; then
   done
 fi
 
-if run_stage 17; then
-  log "Stage 17: report (Table 1, temperature sweep, Table 5)"
+if run_stage 19; then
+  log "Stage 19: report (Table 1 with the transfer set, temperature sweep, Table 5)"
   asr-distill report --temperatures "$temperatures" --title "$report_title" \
     --context "$(date -u +%F), $(nproc) CPU cores, $ensemble_members-model ensemble" \
     "$exp" "$work_dir/report"

@@ -22,6 +22,7 @@ conf="$recipe_dir/conf/$preset.yaml"
 [ -f "$conf" ] || { echo "$0: no preset '$preset' ($conf)" >&2; exit 1; }
 corpus_hours=$(yaml_get "$conf" corpus_hours)
 corpus_seed=$(yaml_get "$conf" corpus_seed)
+transfer_hours=$(yaml_get "$conf" transfer_hours)
 lm_max_sentences=$(yaml_get "$conf" lm_max_sentences)
 lm_order=$(yaml_get "$conf" lm_order)
 mono_iters=$(yaml_get "$conf" mono_iters)
@@ -33,13 +34,21 @@ tri1_iters=$(yaml_get "$conf" tri1_iters)
 corpus=$work_dir/corpus
 data=$work_dir/data
 splits="train dev test"
+# Unlabelled audio for the transfer set (stage 16): the corpus's transfer/ split, extra
+# audio of the training voices with sentences of no other split.
+transfer_sets=""
+if awk -v h="$transfer_hours" 'BEGIN { exit !(h > 0) }'; then
+  transfer_sets="transfer_audio"
+fi
 mkdir -p "$work_dir"
 log "preset $preset ($conf), work dir $work_dir, nj $nj"
 
 if run_stage 0; then
-  log "Stage 0: synthesise the corpus ($corpus_hours h, seed $corpus_seed)"
+  log "Stage 0: synthesise the corpus ($corpus_hours h + $transfer_hours h transfer audio," \
+    "seed $corpus_seed)"
   asr-distill make-synth-corpus --out "$corpus" --hours "$corpus_hours" \
-    --seed "$corpus_seed" --nj "$nj" --lm-max-sentences "$lm_max_sentences"
+    --seed "$corpus_seed" --nj "$nj" --lm-max-sentences "$lm_max_sentences" \
+    --transfer-hours "$transfer_hours"
 fi
 
 if run_stage 1; then
@@ -47,6 +56,10 @@ if run_stage 1; then
   for s in $splits; do
     asr-distill prepare-librispeech --corpus-dir "$corpus" --subset "$s" --out "$data/$s"
   done
+  if [ -n "$transfer_sets" ]; then  # transcripts kept in the data dir, never used
+    asr-distill prepare-librispeech --corpus-dir "$corpus" --subset transfer \
+      --out "$data/transfer_audio"
+  fi
 fi
 
 if run_stage 2; then

@@ -47,7 +47,7 @@ def two_runs(tmp_path_factory) -> tuple[Path, Path, str]:
 
 def test_tiny_recipe_end_to_end_and_rerun_is_a_noop(two_runs):
     work, _, stderr = two_runs
-    for stage in range(18):
+    for stage in range(20):
         assert f"Stage {stage}:" in stderr, f"stage {stage} did not run"
     report = (work / "report" / "report.md").read_text()
     for section in ("## Table 1", "## Temperature sweep", "## Table 5", "claims, checked"):

@@ -37,6 +37,8 @@ def test_report_tables_and_claims(tmp_path):
     # T=2 is best on dev (53.0) though T=5 is best on test: the report must pick T=2.
     for t, dev, test in ((1, 51.0, 49.0), (2, 53.0, 51.5), (5, 52.0, 51.9), (10, 51.5, 50.0)):
         system(exp, f"distill_T{t}", {"dev": dev, "test": test}, (24.0, 25.0))
+    system(exp, "distill_transfer", {"dev": 53.8, "test": 51.9}, (23.5, 24.5))
+    system(exp, "distill_pseudo", {"dev": 52.5, "test": 50.5}, (24.0, 25.5))
     system(exp, "small_hard", {"train": 90.0, "test": 40.0}, None)
     system(exp, "small_soft", {"train": 70.0, "test": 46.0}, None)
     for rel, accs in (("small_hard", (30, 38, 37)), ("small_soft", (30, 40, 43))):
@@ -46,11 +48,21 @@ def test_report_tables_and_claims(tmp_path):
     out = tmp_path / "report"
     assert main(["report", str(exp), str(out)]) == 0
     t1 = (out / "table1.csv").read_text().splitlines()
-    assert t1[3].startswith("distilled T=2,53.00,51.50,24.00,25.00")
+    # Gains kept, dev / test: (53-50)/(54-50) = 75 %, (51.5-48)/(52-48) = 87.5 %.
+    assert t1[4].startswith("distilled on the training data,53.00,51.50,24.00,25.00,75.00,87.50")
+    spread = "baseline: mean ± std of the 2 members (seeds),50.50 ± 0.71,48.50 ± 0.71"
+    assert t1[2].startswith(spread)
+    assert t1[5].startswith("distilled with the transfer set,53.80,51.90,23.50,24.50,95.00,97.50")
+    assert t1[6].startswith("hard pseudo-labels on the transfer set,52.50,50.50")
     text = (out / "report.md").read_text()
     # gain 52-48 = 4; distilled keeps (51.5-48)/4 = 87.5 %; soft recovers (46-40)/(48-40) = 75 %.
     assert "ensemble beats the baseline (test frame accuracy): yes (gain 4.00 points)" in text
     assert "keeps 87.50 %; T = 2" in text and "recover 75.00 %" in text
+    assert "transfer set keeps at least 95 % of the ensemble's gain: yes (keeps 97.50 %)" in text
+    assert (
+        "hard pseudo-labels on the transfer set by more than the baseline's seed std: yes "
+        "(by 1.40 points; seed std 0.71)" in text
+    )
     assert "Not measured" not in text
     t5 = (out / "table5.csv").read_text().splitlines()
     assert t5[1].startswith("baseline (100 %),80.00,48.00")

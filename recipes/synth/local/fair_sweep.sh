@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# The same dev-set search budget for every model of Table 1: six runs each for the
+# baseline (whose settings the ensemble members share), the students of the training
+# data, the students of the transfer set and their hard pseudo-label control. Run it
+# after stages 0-17 of recipes/synth/run.sh; it prints each run's best dev frame
+# accuracy. Settings are chosen on dev only; the presets' values come from this sweep
+# (see the README).
+#   recipes/synth/local/fair_sweep.sh [--work-dir exp/synth] [--preset small] [--jobs 2]
+#                                     [--groups "baseline students transfer pseudo"]
+set -euo pipefail
+
+work_dir=exp/synth
+preset=small
+jobs=2   # runs at once, one thread each
+groups="baseline students transfer pseudo"
+. "$(dirname "${BASH_SOURCE[0]}")/../../shared/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../../shared/parse_options.sh"
+recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+exp=$work_dir/exp
+frames=$work_dir/frames
+sweep=$work_dir/fair_sweep
+conf=$recipe_dir/conf/dnn_$preset.yaml
+mapfile -t members < "$exp/ensemble/members.txt"
+teachers=(); for m in "${members[@]}"; do teachers+=(--teacher "$m"); done
+mkdir -p "$sweep"
+
+# group|name|store|options (the preset's dnn_<preset>.yaml underneath)
+runs=()
+for lr in 0.008 0.02; do
+  runs+=("baseline|lr${lr}|train|train-dnn --lr $lr")
+  runs+=("baseline|lr${lr}_dropout0.2|train|train-dnn --lr $lr --dropout 0.2")
+done
+runs+=("baseline|lr0.008_wd1e-4|train|train-dnn --lr 0.008 --weight-decay 1e-4")
+runs+=("baseline|lr0.02_cosine10|train|train-dnn --lr 0.02 --schedule cosine --epochs 10")
+for spec in "students|train|soft_targets_T" "transfer|transfer|soft_targets_transfer_T" \
+            "pseudo|transfer|soft_targets_transfer_T"; do
+  IFS="|" read -r group store cache <<< "$spec"
+  how=""; [ "$group" = pseudo ] && how="--pseudo-labels"
+  for s in "2 0.5 0.02" "2 0.5 0.008" "2 0.2 0.02" "1 0.5 0.02" "5 0.5 0.02" "2 0.5 0.02 d"; do
+    read -r t hw lr drop <<< "$s"
+    extra=""; name="T${t}_hw${hw}_lr${lr}"
+    [ -n "${drop:-}" ] && { extra="--dropout 0.2"; name+="_dropout0.2"; }
+    [ "$group" = pseudo ] && [ "$t" != 2 ] && continue  # the argmax does not depend on T
+    runs+=("$group|$name|$store|distill $how --soft-targets $exp/$cache$t --temperature $t \
+--hard-weight $hw --lr $lr $extra")
+  done
+done
+[ "$groups" = "baseline students transfer pseudo" ] || {
+  kept=(); for r in "${runs[@]}"; do [[ " $groups " == *" ${r%%|*} "* ]] && kept+=("$r"); done
+  runs=("${kept[@]}")
+}
+
+# The transfer runs at T = 1 and 5 need the ensemble's caches of the transfer store.
+if [[ " $groups " == *" transfer "* ]]; then
+  for t in 1 5; do
+    asr-distill make-soft-targets "${teachers[@]}" --temperature "$t" --top-k 0 --no-progress \
+      "$frames/transfer" "$exp/soft_targets_transfer_T$t"
+  done
+fi
+
+one() {
+  IFS="|" read -r group name store opts <<< "$1"
+  local out=$sweep/${group}_$name extra=()
+  [[ $opts == distill* ]] && extra=("${teachers[@]}")
+  # shellcheck disable=SC2086  # opts is a list of options
+  OMP_NUM_THREADS=1 asr-distill $opts "${extra[@]}" --config "$conf" --no-progress \
+    "$frames/$store" "$frames/dev" "$out" > "$out.log" 2>&1 \
+    || { echo "$group $name: failed, see $out.log" >&2; return 1; }
+}
+
+for r in "${runs[@]}"; do
+  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
+  one "$r" &
+done
+wait
+
+printf '%-10s %-28s %8s %6s\n' group run "dev acc" epoch
+for r in "${runs[@]}"; do
+  IFS="|" read -r group name _ _ <<< "$r"
+  python3 - "$sweep/${group}_$name/train_curve.csv" "$group" "$name" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+best = max(rows, key=lambda r: float(r["dev_frame_acc"]))
+print(f"{sys.argv[2]:<10} {sys.argv[3]:<28} {float(best['dev_frame_acc']):8.2f} {best['epoch']:>6}")
+PY
+done
