@@ -100,6 +100,7 @@ class _Job:
     """One recording of one copy to render (picklable, self-contained)."""
 
     rxfilename: str
+    scp_path: str
     scp_line: int
     recording: str
     out_path: Path
@@ -150,7 +151,7 @@ def _render(job: _Job) -> tuple[str, int, int]:
     from asr_distill.features.audio import INT16_SCALE, AudioSource, read_audio
 
     torch.set_num_threads(1)
-    source = AudioSource("wav.scp", job.scp_line, job.recording)
+    source = AudioSource(job.scp_path, job.scp_line, job.recording)
     wave, _ = read_audio(job.rxfilename, source, sample_rate=SAMPLE_RATE_HZ)
     raw = ["-t", "raw", "-e", "floating-point", "-b", "32", "-c", "1", "-r", str(SAMPLE_RATE_HZ)]
     cmd = ["sox", "-R", "-V1", *raw, "-", *raw, "-",
@@ -164,7 +165,7 @@ def _render(job: _Job) -> tuple[str, int, int]:
         )  # fmt: skip
     out = np.frombuffer(proc.stdout, dtype="<f4").astype(np.float64) * INT16_SCALE
     if out.size == 0:
-        raise InputError(f"sox wrote no audio for {job.recording!r}", "wav.scp", job.scp_line)
+        raise InputError(f"sox wrote no audio for {job.recording!r}", job.scp_path, job.scp_line)
     if job.snr_db is not None:
         power = float(np.mean(out**2))
         noise = coloured_noise(out.size, job.noise_tilt, np.random.default_rng(job.noise_seed))
@@ -239,9 +240,9 @@ def perturb_data_dir(
                 wav_scp[new_rec] = str(path)
                 if not path.is_file():
                     p = _draw(config, copy, rec)
-                    jobs.append(_Job(rx, lines.get(rec, 0), rec, path, speed, p["pitch_cents"],
-                                     p["reverb"], p["snr_db"], p["noise_tilt"],
-                                     p["noise_seed"]))  # fmt: skip
+                    jobs.append(_Job(rx, str(src_dir / "wav.scp"), lines.get(rec, 0), rec, path,
+                                     speed, p["pitch_cents"], p["reverb"], p["snr_db"],
+                                     p["noise_tilt"], p["noise_seed"]))  # fmt: skip
             segments = None
             if data.segments is not None:
                 segments = {

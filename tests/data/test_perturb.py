@@ -100,3 +100,13 @@ def test_combine_refuses_dev_or_test_speakers_and_sentences(tiny_data_dir, tmp_p
     args = ["combine-data-dirs", "--disjoint-from", str(tmp_path / "dev"), str(tmp_path / "all")]
     assert main([*args, str(tmp_path / "train")]) == 0
     assert main([*args, str(tmp_path / "train"), str(tmp_path / "dev")]) == 1
+
+
+def test_unreadable_audio_names_the_scp_line(tiny_data_dir, tmp_path):
+    src = read_data_dir(tiny_data_dir)
+    rec = sorted(src.wav_scp)[1]
+    broken = dataclasses.replace(src, wav_scp={**src.wav_scp, rec: str(tmp_path / "gone.flac")})
+    write_data_dir(broken, tmp_path / "broken")
+    with pytest.raises(InputError, match=r"broken/wav\.scp:2: cannot read audio"):
+        perturb_data_dir(tmp_path / "broken", tmp_path / "sp", PerturbConfig(speeds=[0.9]))
+    assert not (tmp_path / "sp" / ".done").exists()
