@@ -24,3 +24,8 @@ if key not in conf:
 print(conf[key])
 PY
 }
+
+# wait_for_slot N: wait until fewer than N background jobs of this shell are running.
+wait_for_slot() {
+  while [ "$(jobs -rp | wc -l)" -ge "$1" ]; do wait -n; done
+}

@@ -70,7 +70,7 @@ one() {
 }
 
 for r in "${runs[@]}"; do
-  while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n; done
+  wait_for_slot "$jobs"
   one "$r" &
 done
 wait
