@@ -29,6 +29,7 @@ transfer_speeds=$(yaml_get "$conf" transfer_speeds)
 transfer_temperature=$(yaml_get "$conf" transfer_temperature)
 transfer_hard_weight=$(yaml_get "$conf" transfer_hard_weight)
 transfer_lr=$(yaml_get "$conf" transfer_lr)
+transfer_epochs=$(yaml_get "$conf" transfer_epochs)
 
 if run_stage 7; then
   log "Stage 7: tri1 alignments of train/dev/test (the DNN targets); mono vs tri1 on dev"
@@ -166,7 +167,7 @@ if run_stage 17; then
     how=(); [ "${run#*:}" = pseudo ] && how=(--pseudo-labels)
     asr-distill distill --config "$dnn_conf" --no-progress "${how[@]}" --soft-targets "$cache" \
       "${teachers[@]}" --temperature "$transfer_temperature" \
-      --hard-weight "$transfer_hard_weight" --lr "$transfer_lr" \
+      --hard-weight "$transfer_hard_weight" --lr "$transfer_lr" --epochs "$transfer_epochs" \
       "$frames/transfer" "$frames/dev" "$exp/$name"
     asr-distill frame-accuracy --dnn "$exp/$name/final" --out "$exp/$name/frame_accuracy.yaml" \
       "$frames/dev" "$frames/test"

@@ -21,6 +21,7 @@ exp=$work_dir/exp
 frames=$work_dir/frames
 sweep=$work_dir/fair_sweep
 conf=$recipe_dir/conf/dnn_$preset.yaml
+transfer_epochs=$(yaml_get "$recipe_dir/conf/$preset.yaml" transfer_epochs)
 mapfile -t members < "$exp/ensemble/members.txt"
 teachers=(); for m in "${members[@]}"; do teachers+=(--teacher "$m"); done
 mkdir -p "$sweep"
@@ -37,6 +38,7 @@ for spec in "students|train|soft_targets_T" "transfer|transfer|soft_targets_tran
             "pseudo|transfer|soft_targets_transfer_T"; do
   IFS="|" read -r group store cache <<< "$spec"
   how=""; [ "$group" = pseudo ] && how="--pseudo-labels"
+  [ "$store" = transfer ] && how+=" --epochs $transfer_epochs"
   for s in "2 0.5 0.02" "2 0.5 0.008" "2 0.2 0.02" "1 0.5 0.02" "5 0.5 0.02" "2 0.5 0.02 d"; do
     read -r t hw lr drop <<< "$s"
     extra=""; name="T${t}_hw${hw}_lr${lr}"
