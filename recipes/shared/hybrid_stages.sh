@@ -20,6 +20,9 @@ temperatures=$(yaml_get "$conf" temperatures)
 soft_top_k=$(yaml_get "$conf" soft_top_k)
 hard_weight=$(yaml_get "$conf" hard_weight)
 distill_lr=$(yaml_get "$conf" distill_lr)
+# Students have their own dev-chosen schedule; $dnn_conf's is the baseline's and members'.
+student_schedule=$(yaml_get "$conf" student_schedule)
+student_epochs=$(yaml_get "$conf" student_epochs)
 small_fraction=$(yaml_get "$conf" small_fraction)
 small_epochs=$(yaml_get "$conf" small_epochs)
 small_lr=$(yaml_get "$conf" small_lr)
@@ -29,6 +32,7 @@ transfer_speeds=$(yaml_get "$conf" transfer_speeds)
 transfer_temperature=$(yaml_get "$conf" transfer_temperature)
 transfer_hard_weight=$(yaml_get "$conf" transfer_hard_weight)
 transfer_lr=$(yaml_get "$conf" transfer_lr)
+pseudo_lr=$(yaml_get "$conf" pseudo_lr)
 transfer_epochs=$(yaml_get "$conf" transfer_epochs)
 
 if run_stage 7; then
@@ -124,10 +128,11 @@ if run_stage 15; then
   for t in $temperatures; do
     asr-distill make-soft-targets "${teachers[@]}" --temperature "$t" --top-k "$soft_top_k" \
       --no-progress "$frames/train" "$exp/soft_targets_T$t"
-    # The student's learning rate (distill_lr) is chosen on dev, like T.
+    # The student's learning rate (distill_lr) and schedule are chosen on dev, like T.
     asr-distill distill --config "$dnn_conf" --no-progress --soft-targets \
       "$exp/soft_targets_T$t" "${teachers[@]}" --temperature "$t" --hard-weight "$hard_weight" \
-      --lr "$distill_lr" "$frames/train" "$frames/dev" "$exp/distill_T$t"
+      --lr "$distill_lr" --schedule "$student_schedule" --epochs "$student_epochs" \
+      "$frames/train" "$frames/dev" "$exp/distill_T$t"
     asr-distill frame-accuracy --dnn "$exp/distill_T$t/final" \
       --out "$exp/distill_T$t/frame_accuracy.yaml" "$frames/dev" "$frames/test"
     decode_dnn "distill_T$t" "$exp/distill_T$t/final"
@@ -162,12 +167,14 @@ if run_stage 17; then
   cache=$exp/soft_targets_transfer_T$transfer_temperature
   asr-distill make-soft-targets "${teachers[@]}" --temperature "$transfer_temperature" \
     --top-k "$soft_top_k" --no-progress "$frames/transfer" "$cache"
-  for run in distill_transfer:soft distill_pseudo:pseudo; do
-    name=${run%%:*}
-    how=(); [ "${run#*:}" = pseudo ] && how=(--pseudo-labels)
-    asr-distill distill --config "$dnn_conf" --no-progress "${how[@]}" --soft-targets "$cache" \
+  # Each with its own learning rate, chosen on dev (recipes/synth/local/fair_sweep.sh).
+  for run in "distill_transfer $transfer_lr" "distill_pseudo $pseudo_lr --pseudo-labels"; do
+    read -r name lr how <<< "$run"
+    # shellcheck disable=SC2086  # how: no option or --pseudo-labels
+    asr-distill distill --config "$dnn_conf" --no-progress $how --soft-targets "$cache" \
       "${teachers[@]}" --temperature "$transfer_temperature" \
-      --hard-weight "$transfer_hard_weight" --lr "$transfer_lr" --epochs "$transfer_epochs" \
+      --hard-weight "$transfer_hard_weight" --lr "$lr" --epochs "$transfer_epochs" \
+      --schedule "$student_schedule" \
       "$frames/transfer" "$frames/dev" "$exp/$name"
     asr-distill frame-accuracy --dnn "$exp/$name/final" --out "$exp/$name/frame_accuracy.yaml" \
       "$frames/dev" "$frames/test"

@@ -22,23 +22,27 @@ frames=$work_dir/frames
 sweep=$work_dir/fair_sweep
 conf=$recipe_dir/conf/dnn_$preset.yaml
 transfer_epochs=$(yaml_get "$recipe_dir/conf/$preset.yaml" transfer_epochs)
+student_epochs=$(yaml_get "$recipe_dir/conf/$preset.yaml" student_epochs)
 mapfile -t members < "$exp/ensemble/members.txt"
 teachers=(); for m in "${members[@]}"; do teachers+=(--teacher "$m"); done
 mkdir -p "$sweep"
 
-# group|name|store|options (the preset's dnn_<preset>.yaml underneath)
+# group|name|store|options (over the preset's dnn_<preset>.yaml, whose model they keep;
+# newbob is the schedule the presets started from, 8 epochs at most)
 runs=()
+newbob="--schedule newbob --epochs 8"
 for lr in 0.008 0.02; do
-  runs+=("baseline|lr${lr}|train|train-dnn --lr $lr")
-  runs+=("baseline|lr${lr}_dropout0.2|train|train-dnn --lr $lr --dropout 0.2")
+  runs+=("baseline|lr${lr}|train|train-dnn --lr $lr $newbob")
+  runs+=("baseline|lr${lr}_dropout0.2|train|train-dnn --lr $lr --dropout 0.2 $newbob")
 done
-runs+=("baseline|lr0.008_wd1e-4|train|train-dnn --lr 0.008 --weight-decay 1e-4")
+runs+=("baseline|lr0.008_wd1e-4|train|train-dnn --lr 0.008 --weight-decay 1e-4 $newbob")
 runs+=("baseline|lr0.02_cosine10|train|train-dnn --lr 0.02 --schedule cosine --epochs 10")
 for spec in "students|train|soft_targets_T" "transfer|transfer|soft_targets_transfer_T" \
             "pseudo|transfer|soft_targets_transfer_T"; do
   IFS="|" read -r group store cache <<< "$spec"
-  how=""; [ "$group" = pseudo ] && how="--pseudo-labels"
-  [ "$store" = transfer ] && how+=" --epochs $transfer_epochs"
+  how="--schedule newbob --epochs $student_epochs"
+  [ "$store" = transfer ] && how="--schedule newbob --epochs $transfer_epochs"
+  [ "$group" = pseudo ] && how+=" --pseudo-labels"
   for s in "2 0.5 0.02" "2 0.5 0.008" "2 0.2 0.02" "1 0.5 0.02" "5 0.5 0.02" "2 0.5 0.02 d"; do
     read -r t hw lr drop <<< "$s"
     extra=""; name="T${t}_hw${hw}_lr${lr}"
@@ -53,13 +57,20 @@ done
   runs=("${kept[@]}")
 }
 
-# The transfer runs at T = 1 and 5 need the ensemble's caches of the transfer store.
-if [[ " $groups " == *" transfer "* ]]; then
-  for t in 1 5; do
-    asr-distill make-soft-targets "${teachers[@]}" --temperature "$t" --top-k 0 --no-progress \
-      "$frames/transfer" "$exp/soft_targets_transfer_T$t"
+# The ensemble's caches at T = 1, 2, 5 of the train and transfer stores (those of stages
+# 15 and 17 are reused).
+top_k=$(yaml_get "$recipe_dir/conf/$preset.yaml" soft_top_k)
+for t in 1 2 5; do
+  for spec in "students|train|soft_targets_T" "transfer pseudo|transfer|soft_targets_transfer_T"; do
+    IFS="|" read -r users store cache <<< "$spec"
+    for g in $users; do
+      [[ " $groups " == *" $g "* ]] || continue
+      asr-distill make-soft-targets "${teachers[@]}" --temperature "$t" --top-k "$top_k" \
+        --no-progress "$frames/$store" "$exp/$cache$t"
+      break
+    done
   done
-fi
+done
 
 one() {
   IFS="|" read -r group name store opts <<< "$1"
