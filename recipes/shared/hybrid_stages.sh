@@ -23,6 +23,7 @@ distill_lr=$(yaml_get "$conf" distill_lr)
 # Students have their own dev-chosen schedule; $dnn_conf's is the baseline's and members'.
 student_schedule=$(yaml_get "$conf" student_schedule)
 student_epochs=$(yaml_get "$conf" student_epochs)
+student_parallel=$(yaml_get "$conf" student_parallel)  # students trained at once
 small_fraction=$(yaml_get "$conf" small_fraction)
 small_epochs=$(yaml_get "$conf" small_epochs)
 small_lr=$(yaml_get "$conf" small_lr)
@@ -125,7 +126,8 @@ if run_stage 15; then
   log "Stage 15: distillation from the ensemble at T in {$temperatures} ($cache_kind cache)"
   mapfile -t members < "$exp/ensemble/members.txt"
   teachers=(); for m in "${members[@]}"; do teachers+=(--teacher "$m"); done
-  for t in $temperatures; do
+  distill_at() {  # T: the cache, the student, its frame accuracy and decoding
+    local t=$1
     asr-distill make-soft-targets "${teachers[@]}" --temperature "$t" --top-k "$soft_top_k" \
       --no-progress "$frames/train" "$exp/soft_targets_T$t"
     # The student's learning rate (distill_lr) and schedule are chosen on dev, like T.
@@ -136,7 +138,9 @@ if run_stage 15; then
     asr-distill frame-accuracy --dnn "$exp/distill_T$t/final" \
       --out "$exp/distill_T$t/frame_accuracy.yaml" "$frames/dev" "$frames/test"
     decode_dnn "distill_T$t" "$exp/distill_T$t/final"
-  done
+  }
+  # shellcheck disable=SC2086  # temperatures is a list
+  run_parallel "$student_parallel" distill_at $temperatures
 fi
 
 if run_stage 16; then
@@ -167,9 +171,9 @@ if run_stage 17; then
   cache=$exp/soft_targets_transfer_T$transfer_temperature
   asr-distill make-soft-targets "${teachers[@]}" --temperature "$transfer_temperature" \
     --top-k "$soft_top_k" --no-progress "$frames/transfer" "$cache"
-  # Each with its own learning rate, chosen on dev (recipes/synth/local/fair_sweep.sh).
-  for run in "distill_transfer $transfer_lr" "distill_pseudo $pseudo_lr --pseudo-labels"; do
-    read -r name lr how <<< "$run"
+  transfer_student() {  # "NAME LR [--pseudo-labels]"; each LR chosen on dev (fair_sweep.sh)
+    local name lr how
+    read -r name lr how <<< "$1"
     # shellcheck disable=SC2086  # how: no option or --pseudo-labels
     asr-distill distill --config "$dnn_conf" --no-progress $how --soft-targets "$cache" \
       "${teachers[@]}" --temperature "$transfer_temperature" \
@@ -179,7 +183,9 @@ if run_stage 17; then
     asr-distill frame-accuracy --dnn "$exp/$name/final" --out "$exp/$name/frame_accuracy.yaml" \
       "$frames/dev" "$frames/test"
     decode_dnn "$name" "$exp/$name/final"
-  done
+  }
+  run_parallel "$student_parallel" transfer_student "distill_transfer $transfer_lr" \
+    "distill_pseudo $pseudo_lr --pseudo-labels"
 fi
 
 if run_stage 18; then

@@ -29,3 +29,24 @@ PY
 wait_for_slot() {
   while [ "$(jobs -rp | wc -l)" -ge "$1" ]; do wait -n; done
 }
+
+# run_parallel N FUNC ARG...: run "FUNC ARG" for each ARG, N at a time in the background,
+# each with an equal share of the threads (OMP_NUM_THREADS, default nproc) when N > 1;
+# fails (after all have ended) if any failed.
+run_parallel() {
+  local n=$1 fn=$2 pids=() failed=0 threads
+  shift 2
+  threads=$(( ${OMP_NUM_THREADS:-$(nproc)} / n ))
+  [ "$threads" -ge 1 ] || threads=1
+  for arg in "$@"; do
+    if [ "$n" -le 1 ]; then
+      "$fn" "$arg"  # not under ||, so set -e still stops at a failing step inside
+      continue
+    fi
+    wait_for_slot "$n"
+    ( export OMP_NUM_THREADS=$threads; "$fn" "$arg" ) &
+    pids+=($!)
+  done
+  for p in "${pids[@]}"; do wait "$p" || failed=1; done
+  return "$failed"
+}

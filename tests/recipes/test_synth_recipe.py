@@ -33,7 +33,8 @@ def two_runs(tmp_path_factory) -> tuple[Path, Path, str]:
     root = tmp_path_factory.mktemp("synth")
     works = [root / "a", root / "b"]
     logs = [root / "a.log", root / "b.log"]
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    # One thread each: two runs of 2-thread torch ops on 2 cores spin against each other.
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"}
     procs = []
     for work, log in zip(works, logs, strict=True):
         with open(log, "w") as f:
