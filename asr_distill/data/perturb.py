@@ -261,7 +261,6 @@ def perturb_data_dir(
         log.info("perturb-data-dir %s: %d recordings x speeds %s (%d to render, %s)",
                  src_dir, len(data.wav_scp), config.speeds, len(jobs),
                  "with pitch/reverb/noise" if config.augments else "speed only")  # fmt: skip
-        clipped = 0
         if nj > 1 and len(jobs) > 1:
             with multiprocessing.get_context("spawn").Pool(nj) as pool:
                 results = pool.map(_render, jobs, chunksize=max(1, len(jobs) // (8 * nj)))
