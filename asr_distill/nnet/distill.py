@@ -169,10 +169,10 @@ class DistillObjective(Objective):
             paths = [m["path"] for m in self.cache.meta["members"]]
         if not paths:
             return None, ""
-        models = self.teachers.members if self.teachers is not None else [
-            SpliceDnn.load(Path(p).with_suffix("") if p.endswith(".safetensors") else p)
-            for p in paths
-        ]  # fmt: skip
+        models = (
+            self.teachers.members if self.teachers is not None
+            else [SpliceDnn.load(p) for p in paths]  # load() takes a stem or its .safetensors
+        )  # fmt: skip
         probs = torch.stack([m.log_priors.cpu().exp() for m in models]).mean(0)  # (P,)
         return probs.numpy().astype(np.float64), f"the mean prior of {len(models)} teacher(s)"
 
