@@ -20,7 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="decode with HCLG and a GMM-HMM or hybrid DNN(s) (Kaldi's decode.sh)",
         description="Decode DATA (MFCC + CMVN; deltas added) with GRAPH_DIR/HCLG.fst and "
         "MODEL_DIR's GMM-HMM using Kaldi's LatticeFasterDecoder, once per LM weight "
-        "(acoustic scale 1/LMWT). Writes DECODE_DIR/hyp.<LMWT>.txt, summary.yaml and "
+        "(acoustic scale 1/LMWT): the sweep on dev, then test at dev's choice (--lmwt-from). "
+        "Writes DECODE_DIR/hyp.<LMWT>.txt, summary.yaml and "
         "log/decode.log (real-time factor).",
         epilog="example: asr-distill decode exp/tri1/graph exp/tri1 data/dev_mfcc "
         "exp/tri1/decode_dev --nj 2",
@@ -39,9 +40,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--beam", type=float, default=None, help="(13)")
     p.add_argument("--lattice-beam", type=float, default=None, help="(8)")
     p.add_argument("--max-active", type=int, default=None, help="(7000)")
-    p.add_argument(
+    g = p.add_mutually_exclusive_group()
+    g.add_argument(
         "--lmwts", type=_float_list, default=None,
         help="LM weights, one argument: '7 9 11' or '7,9,11' (7 9 11 13 15 17)",
+    )  # fmt: skip
+    g.add_argument(
+        "--lmwt-from", default=None, metavar="DEV_DECODE_DIR",
+        help="decode only at the LM weight that score chose in this (dev) decode dir: one "
+        "pass for a test set instead of one per weight of the sweep",
     )  # fmt: skip
     p.add_argument("--force", action="store_true", help="redo a finished output")
     p.set_defaults(func=_decode)
@@ -98,7 +105,8 @@ def _decode(args: argparse.Namespace) -> int:
 
     config = load_config(
         DecodeConfig, args.config, beam=args.beam, lattice_beam=args.lattice_beam,
-        max_active=args.max_active, lmwts=args.lmwts,
+        max_active=args.max_active,
+        lmwts=[read_best_lmwt(args.lmwt_from)] if args.lmwt_from else args.lmwts,
     )  # fmt: skip
     if args.dnn:
         decode_dnn(

@@ -86,11 +86,14 @@ def _decode_chunk(utts: Sequence[str]) -> list[tuple[str, float, list[int] | Non
         beam=cfg.beam, lattice_beam=cfg.lattice_beam, max_active=cfg.max_active,
         min_active=cfg.min_active,
     )  # fmt: skip
-    decoder = khg.LatticeFasterDecoder(graph, dcfg)
     out = []
     for utt in utts:
         source = st["source"](utt)  # (T, D) features or (T, num_pdfs) log-likelihoods
         for lmwt in cfg.lmwts:
+            # A fresh decoder for every pass: a reused one keeps the hash size that
+            # earlier utterances grew, which changes how ties are broken, so a result
+            # would depend on the chunking (nj) and on the other LM weights decoded.
+            decoder = khg.LatticeFasterDecoder(graph, dcfg)
             scale = 1.0 / lmwt
             if st["kind"] == "gmm":
                 decodable = khg.DecodableAmDiagGmmScaled(

@@ -74,3 +74,21 @@ def test_gmm_decode_and_score(gmm_system, mono, mono_graph):
     wer = float((out / "best_wer").read_text().split()[1])
     # A monophone model decoding its own (seen) training data does far better than chance.
     assert wer < 60.0
+
+
+def test_decode_at_the_lm_weight_chosen_on_dev(gmm_system, mono, mono_graph, tmp_path):
+    """--lmwt-from decodes one pass, at the weight score chose in the dev decode dir."""
+    data, text = gmm_system / "data" / "train_mfcc", gmm_system / "data" / "train"
+    dev = tmp_path / "decode_dev"
+    assert main(["decode", "--nj", "2", "--lmwts", "3,12", str(mono_graph), str(mono),
+                 str(data), str(dev)]) == 0  # fmt: skip
+    assert main(["score", "--lmwt", "3", str(dev), str(text)]) == 0  # 3 is not the best
+    test = tmp_path / "decode_test"
+    assert main(["decode", "--nj", "2", "--lmwt-from", str(dev), str(mono_graph), str(mono),
+                 str(data), str(test)]) == 0  # fmt: skip
+    assert sorted(p.name for p in test.glob("hyp.*.txt")) == ["hyp.3.txt"]
+    assert (test / "hyp.3.txt").read_text() == (dev / "hyp.3.txt").read_text()
+    assert main(["score", "--lmwt-from", str(dev), str(test), str(text)]) == 0
+    assert (test / "scores.yaml").read_text().startswith("lmwt: 3\n")
+    assert main(["decode", "--lmwt-from", str(tmp_path / "nowhere"), str(mono_graph),
+                 str(mono), str(data), str(tmp_path / "x")]) == 1  # fmt: skip
