@@ -100,6 +100,16 @@ class _Reader:
         self.missing.append(f"{rel} [{split} members]")
         return None
 
+    def seed_spread(self, rel: str, split: str) -> tuple[float, float, int] | None:
+        """(mean, std, n) of the frame accuracies on ``split`` of the student ``rel`` and
+        its other seeds ``rel_seed<S>``, or None with fewer than two seeds."""
+        rels = [rel, *sorted(p.name for p in self.exp.glob(f"{rel}_seed*") if p.is_dir())]
+        accs = [self.frame_acc(f"{r}/frame_accuracy.yaml", split) for r in rels]
+        accs = [a for a in accs if a is not None]
+        if len(accs) < 2:
+            return None
+        return statistics.fmean(accs), statistics.stdev(accs), len(accs)
+
     def curve(self, rel: str) -> list[tuple[int, float]]:
         path = self.exp / rel / "train_curve.csv"
         if not path.is_file():
@@ -197,11 +207,28 @@ def make_report(
               _fmt(base.test_wer), "", "", *PAPER_TABLE1["baseline"]],
              [f"baseline: mean ± std of the {n_members} members (seeds)", _spread(spread["dev"]),
               _spread(spread["test"]), "-", "-", "", "", "", ""]]  # fmt: skip
-    for sys_, key in ((ens, "ensemble"), (dist, "distilled"), (xfer, None), (pseudo, None)):
+    # Distilled rows trained with several seeds (<dir>_seed<S>): their mean +- std, and
+    # the means (System) the checks below use.
+    dist_rel = f"distill_T{best_t:g}" if best_t is not None else None
+    seeds: dict[str, tuple[System, dict]] = {}
+    for key, rel in (("dist", dist_rel), ("xfer", "distill_transfer"),
+                     ("pseudo", "distill_pseudo")):  # fmt: skip
+        sp = {s: r.seed_spread(rel, s) for s in ("dev", "test")} if rel else {}
+        if all(sp.get(s) is not None for s in ("dev", "test")):
+            mean = System("", dev_acc=sp["dev"][0], test_acc=sp["test"][0])
+            seeds[key] = (mean, sp)
+    for sys_, key, skey in ((ens, "ensemble", None), (dist, "distilled", "dist"),
+                            (xfer, None, "xfer"), (pseudo, None, "pseudo")):  # fmt: skip
         paper = PAPER_TABLE1[key] if key else ("", "")
         rows1.append([sys_.name, _fmt(sys_.dev_acc), _fmt(sys_.test_acc), _fmt(sys_.dev_wer),
                       _fmt(sys_.test_wer), _fmt(_kept(sys_, base, ens, "dev")),
                       _fmt(_kept(sys_, base, ens, "test")), *paper])  # fmt: skip
+        if skey in seeds:
+            mean, sp = seeds[skey]
+            rows1.append([f"{sys_.name.split(' (')[0]}: mean ± std of {sp['dev'][2]} student "
+                          "seeds", _spread(sp["dev"]), _spread(sp["test"]), "-", "-",
+                          _fmt(_kept(mean, base, ens, "dev")),
+                          _fmt(_kept(mean, base, ens, "test")), "", ""])  # fmt: skip
     t1 = _write_table(out, "table1", header1, rows1)
 
     header_t = ["T", "dev frame acc %", "test frame acc %", "dev WER %", "test WER %"]
@@ -260,22 +287,30 @@ def make_report(
     plt.close(fig)
 
     checks = []
+    # With several student seeds the checks use their means.
+    n_seeds = {k: v[1]["test"][2] for k, v in seeds.items()}
+    dist_m, xfer_m, pseudo_m = (seeds[k][0] if k in seeds else x for k, x in
+                                (("dist", dist), ("xfer", xfer), ("pseudo", pseudo)))  # fmt: skip
+
+    def seeds_note(key: str) -> str:
+        return f", mean of {n_seeds[key]} seeds" if key in n_seeds else ""
+
     gain = None if ens.test_acc is None or base.test_acc is None else ens.test_acc - base.test_acc
-    kept = _share(None if dist.test_acc is None or base.test_acc is None
-                  else dist.test_acc - base.test_acc, gain)  # fmt: skip
+    kept = _share(None if dist_m.test_acc is None or base.test_acc is None
+                  else dist_m.test_acc - base.test_acc, gain)  # fmt: skip
     checks.append(f"- ensemble beats the baseline (test frame accuracy): "
                   f"{'-' if gain is None else ('yes' if gain > 0 else 'NO')} "
                   f"(gain {_fmt(gain)} points)")  # fmt: skip
     checks.append(f"- distilled model keeps at least 80 % of the ensemble's gain: "
                   f"{'-' if kept is None else ('yes' if kept >= 80 else 'NO')} "
                   f"(keeps {_fmt(kept)} %; T = {'-' if best_t is None else f'{best_t:g}'}, "
-                  "chosen on dev)")  # fmt: skip
-    kept_x = _kept(xfer, base, ens, "test")
+                  f"chosen on dev{seeds_note('dist')})")  # fmt: skip
+    kept_x = _kept(xfer_m, base, ens, "test")
     checks.append(f"- distilled with the transfer set keeps at least 95 % of the ensemble's "
                   f"gain: {'-' if kept_x is None else ('yes' if kept_x >= 95 else 'NO')} "
-                  f"(keeps {_fmt(kept_x)} %)")  # fmt: skip
-    margin = None if xfer.test_acc is None or pseudo.test_acc is None \
-        else xfer.test_acc - pseudo.test_acc  # fmt: skip
+                  f"(keeps {_fmt(kept_x)} %{seeds_note('xfer')})")  # fmt: skip
+    margin = None if xfer_m.test_acc is None or pseudo_m.test_acc is None \
+        else xfer_m.test_acc - pseudo_m.test_acc  # fmt: skip
     seed_std = None if spread["test"] is None else spread["test"][1]
     beats = None if margin is None or seed_std is None else margin > seed_std
     checks.append(f"- soft targets beat hard pseudo-labels on the transfer set by more than "

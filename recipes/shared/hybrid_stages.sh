@@ -24,6 +24,11 @@ distill_lr=$(yaml_get "$conf" distill_lr)
 student_schedule=$(yaml_get "$conf" student_schedule)
 student_epochs=$(yaml_get "$conf" student_epochs)
 student_parallel=$(yaml_get "$conf" student_parallel)  # students trained at once
+# Seeds of each distilled row (Table 1's distilled, transfer and pseudo-label students):
+# seed 0 is the student that is decoded; seeds 1..N-1 (dirs <name>_seed<s>) add frame
+# accuracies for the rows' mean +- std.
+student_seeds=$(yaml_get "$conf" student_seeds)
+extra_seeds=$(seq 1 $((student_seeds - 1)))
 small_fraction=$(yaml_get "$conf" small_fraction)
 small_epochs=$(yaml_get "$conf" small_epochs)
 small_lr=$(yaml_get "$conf" small_lr)
@@ -54,12 +59,15 @@ fi
 if run_stage 9; then
   log "Stage 9: decode dev and test with mono and tri1; LM weight chosen on dev"
   for m in mono tri1; do
+    # dev at every LM weight; test once, at the weight chosen on dev
     for s in dev test; do
-      asr-distill decode --nj "$nj" --lmwts "$lmwts" --beam "$gmm_beam" \
+      weights=(--lmwts "$lmwts")
+      [ "$s" = test ] && weights=(--lmwt-from "$exp/$m/decode_dev")
+      asr-distill decode --nj "$nj" "${weights[@]}" --beam "$gmm_beam" \
         --max-active "$gmm_max_active" "$exp/$m/graph" "$exp/$m" \
         "$data/${s}_mfcc" "$exp/$m/decode_$s"
+      if [ "$s" = dev ]; then asr-distill score "$exp/$m/decode_dev" "$data/dev"; fi
     done
-    asr-distill score "$exp/$m/decode_dev" "$data/dev"
     asr-distill score --lmwt-from "$exp/$m/decode_dev" "$exp/$m/decode_test" "$data/test"
   done
 fi
@@ -78,18 +86,20 @@ if run_stage 10; then
   done
 fi
 
-# decode_dnn NAME MODEL...: decode dev and test with the DNN(s) (posteriors averaged),
-# LM weight chosen on dev.
+# decode_dnn NAME MODEL...: decode dev and test with the DNN(s) (posteriors averaged):
+# dev at every LM weight, test once at the weight chosen on dev.
 decode_dnn() {
   local name=$1; shift
-  local models=()
+  local models=() s weights
   for m in "$@"; do models+=(--dnn "$m"); done
   for s in dev test; do
-    asr-distill decode --nj "$nj" --lmwts "$dnn_lmwts" --beam "$dnn_beam" \
+    weights=(--lmwts "$dnn_lmwts")
+    [ "$s" = test ] && weights=(--lmwt-from "$exp/$name/decode_dev")
+    asr-distill decode --nj "$nj" "${weights[@]}" --beam "$dnn_beam" \
       --max-active "$dnn_max_active" "${models[@]}" "$exp/tri1/graph" \
       "$exp/tri1" "$frames/$s" "$exp/$name/decode_$s"
+    if [ "$s" = dev ]; then asr-distill score "$exp/$name/decode_dev" "$data/dev"; fi
   done
-  asr-distill score "$exp/$name/decode_dev" "$data/dev"
   asr-distill score --lmwt-from "$exp/$name/decode_dev" "$exp/$name/decode_test" "$data/test"
 }
 
@@ -141,6 +151,22 @@ if run_stage 15; then
   }
   # shellcheck disable=SC2086  # temperatures is a list
   run_parallel "$student_parallel" distill_at $temperatures
+  if [ -n "$extra_seeds" ]; then
+    # shellcheck disable=SC2086
+    best_t=$(best_dev_temperature "$exp" $temperatures)
+    log "Stage 15: more seeds ($extra_seeds) of the student at T=$best_t (best on dev)"
+    distill_seed() {  # SEED: another student at T=$best_t, scored by frame accuracy
+      local dir=$exp/distill_T${best_t}_seed$1
+      asr-distill distill --config "$dnn_conf" --no-progress --soft-targets \
+        "$exp/soft_targets_T$best_t" "${teachers[@]}" --temperature "$best_t" \
+        --hard-weight "$hard_weight" --lr "$distill_lr" --schedule "$student_schedule" \
+        --epochs "$student_epochs" --seed "$1" "$frames/train" "$frames/dev" "$dir"
+      asr-distill frame-accuracy --dnn "$dir/final" --out "$dir/frame_accuracy.yaml" \
+        "$frames/dev" "$frames/test"
+    }
+    # shellcheck disable=SC2086  # extra_seeds is a list
+    run_parallel "$student_parallel" distill_seed $extra_seeds
+  fi
 fi
 
 if run_stage 16; then
@@ -171,21 +197,27 @@ if run_stage 17; then
   cache=$exp/soft_targets_transfer_T$transfer_temperature
   asr-distill make-soft-targets "${teachers[@]}" --temperature "$transfer_temperature" \
     --top-k "$soft_top_k" --no-progress "$frames/transfer" "$cache"
-  transfer_student() {  # "NAME LR [--pseudo-labels]"; each LR chosen on dev (fair_sweep.sh)
-    local name lr how
-    read -r name lr how <<< "$1"
+  # "NAME SEED LR [--pseudo-labels]": each LR chosen on dev (fair_sweep.sh); seed 0 is
+  # decoded, the other seeds are scored by frame accuracy (dirs NAME_seed<SEED>).
+  transfer_student() {
+    local name seed lr how dir
+    read -r name seed lr how <<< "$1"
+    dir=$exp/$name; [ "$seed" = 0 ] || dir=${dir}_seed$seed
     # shellcheck disable=SC2086  # how: no option or --pseudo-labels
     asr-distill distill --config "$dnn_conf" --no-progress $how --soft-targets "$cache" \
       "${teachers[@]}" --temperature "$transfer_temperature" \
       --hard-weight "$transfer_hard_weight" --lr "$lr" --epochs "$transfer_epochs" \
-      --schedule "$student_schedule" \
-      "$frames/transfer" "$frames/dev" "$exp/$name"
-    asr-distill frame-accuracy --dnn "$exp/$name/final" --out "$exp/$name/frame_accuracy.yaml" \
+      --schedule "$student_schedule" --seed "$seed" \
+      "$frames/transfer" "$frames/dev" "$dir"
+    asr-distill frame-accuracy --dnn "$dir/final" --out "$dir/frame_accuracy.yaml" \
       "$frames/dev" "$frames/test"
-    decode_dnn "$name" "$exp/$name/final"
+    if [ "$seed" = 0 ]; then decode_dnn "$name" "$dir/final"; fi
   }
-  run_parallel "$student_parallel" transfer_student "distill_transfer $transfer_lr" \
-    "distill_pseudo $pseudo_lr --pseudo-labels"
+  runs=()
+  for seed in 0 $extra_seeds; do
+    runs+=("distill_transfer $seed $transfer_lr" "distill_pseudo $seed $pseudo_lr --pseudo-labels")
+  done
+  run_parallel "$student_parallel" transfer_student "${runs[@]}"
 fi
 
 if run_stage 18; then

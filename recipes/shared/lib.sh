@@ -50,3 +50,17 @@ run_parallel() {
   for p in "${pids[@]}"; do wait "$p" || failed=1; done
   return "$failed"
 }
+
+# best_dev_temperature EXP T...: the T whose student EXP/distill_T<T> has the best dev
+# frame accuracy (its frame_accuracy.yaml), as the report chooses Table 1's distilled row.
+best_dev_temperature() {
+  python3 - "$@" <<'PY'
+import sys, yaml
+from pathlib import Path
+exp, temps = Path(sys.argv[1]), sys.argv[2:]
+def dev_acc(t):
+    stores = yaml.safe_load((exp / f"distill_T{t}" / "frame_accuracy.yaml").read_text())["stores"]
+    return next(v["frame_accuracy"] for k, v in stores.items() if Path(k).name == "dev")
+print(max(temps, key=dev_acc))
+PY
+}

@@ -77,3 +77,36 @@ def test_missing_inputs_are_listed_not_invented(tmp_path):
     text = (tmp_path / "out" / "report.md").read_text()
     assert "## Not measured (inputs missing)" in text and "- ensemble/accuracy.yaml" in text
     assert "ensemble beats the baseline (test frame accuracy): -" in text
+
+
+def test_student_seeds_give_mean_and_std_rows_and_the_checks_use_the_means(tmp_path):
+    exp = tmp_path / "exp"
+    system(exp, "dnn", {"train": 80.0, "dev": 50.0, "test": 48.0}, (25.0, 26.0))
+    put(exp / "ensemble" / "accuracy.yaml", {"stores": {
+        "/x/frames/dev": {"ensemble": 54.0, "members": [50.0, 51.0]},
+        "/x/frames/test": {"ensemble": 52.0, "members": [48.0, 49.0]}}})  # fmt: skip
+    system(exp, "distill_T2", {"dev": 53.0, "test": 51.0}, (24.0, 25.0))
+    system(exp, "distill_T5", {"dev": 52.0, "test": 52.0}, (24.0, 25.0))
+    # Seeds of the T chosen on dev (2) count; a seed dir of another T does not.
+    system(exp, "distill_T2_seed1", {"dev": 52.0, "test": 50.0}, None)
+    system(exp, "distill_T2_seed2", {"dev": 51.0, "test": 49.0}, None)
+    system(exp, "distill_T5_seed1", {"dev": 10.0, "test": 10.0}, None)
+    system(exp, "distill_transfer", {"dev": 54.0, "test": 52.0}, (23.5, 24.5))
+    system(exp, "distill_transfer_seed1", {"dev": 53.0, "test": 51.0}, None)
+    system(exp, "distill_pseudo", {"dev": 52.5, "test": 51.8}, (24.0, 25.5))
+    system(exp, "distill_pseudo_seed1", {"dev": 52.5, "test": 50.2}, None)
+    out = tmp_path / "report"
+    assert main(["report", "--temperatures", "2 5", str(exp), str(out)]) == 0
+    t1 = (out / "table1.csv").read_text().splitlines()
+    # T=2: test 51, 50, 49 -> mean 50, std 1; kept (50-48)/(52-48) = 50 %.
+    assert t1[4].startswith("distilled on the training data,53.00,51.00")
+    assert t1[5].startswith("distilled on the training data: mean ± std of 3 student seeds,"
+                            "52.00 ± 1.00,50.00 ± 1.00,-,-,50.00,50.00")  # fmt: skip
+    assert t1[7].startswith("distilled with the transfer set: mean ± std of 2 student seeds,"
+                            "53.50 ± 0.71,51.50 ± 0.71,-,-,87.50,87.50")  # fmt: skip
+    assert t1[9].startswith("hard pseudo-labels on the transfer set: mean ± std of 2")
+    text = (out / "report.md").read_text()
+    assert "(keeps 50.00 %; T = 2, chosen on dev, mean of 3 seeds)" in text
+    assert "gain: NO (keeps 87.50 %, mean of 2 seeds)" in text
+    # means 51.5 vs 51.0: by 0.50 points, under the members' std 0.71
+    assert "seed std: NO (by 0.50 points; seed std 0.71)" in text
