@@ -51,7 +51,19 @@ def test_model_round_trip_is_exact(mono, gmm_system):
     model = GmmHmm.load(mono)
     # Word-position variants share pdfs (phones/sets.int), as Kaldi's --shared-phones.
     lang = load_training_data(gmm_system / "data" / "dev_mfcc", gmm_system / "data" / "lang").lang
-    assert model.trans_model.transition_id_to_pdf(1) is not None
+    tm = model.trans_model
+    pdfs_of: dict[int, set[int]] = {}
+    for tid in range(1, tm.num_transition_ids + 1):
+        pdfs_of.setdefault(tm.transition_id_to_phone(tid), set()).add(tm.transition_id_to_pdf(tid))
+    assert set().union(*pdfs_of.values()) == set(range(model.num_pdfs))  # every pdf used
+    lang_dir = gmm_system / "data" / "lang"
+    shared = [[int(x) for x in line.split()]
+              for line in (lang_dir / "phones" / "sets.int").read_text().splitlines()]  # fmt: skip
+    assert any(len(s) > 1 for s in shared)
+    for phones in shared:  # one set of pdfs per shared set, none outside it
+        assert len({frozenset(pdfs_of[p]) for p in phones}) == 1, phones
+    owners = [frozenset(pdfs_of[s[0]]) for s in shared]
+    assert sum(len(o) for o in owners) == model.num_pdfs  # disjoint between sets
     assert model.num_pdfs < 3 * len(lang.nonsilence)
     model.save(mono.parent / "copy")
     again = GmmHmm.load(mono.parent / "copy")

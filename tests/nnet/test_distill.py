@@ -72,12 +72,21 @@ def test_each_method_trains_a_student(toy, tmp_path, method, extra):
     exp = tmp_path / method
     args = ["distill", "--method", method, "--epochs", "3", *TINY, *extra]
     if method != "self":
-        args += [a for p in teachers(toy) for a in ("--teacher", p)]
+        # No hard-label term: what the student learns, it learns from the teachers.
+        args += ["--hard-weight", "0", *[a for p in teachers(toy) for a in ("--teacher", p)]]
     assert main([*args, str(toy / "train"), str(toy / "dev"), str(exp)]) == 0
     assert best_dev_acc(exp) > 70.0  # chance is 20 %
     assert yaml.safe_load((exp / "distill.yaml").read_text())["method"] == method
     student = SpliceDnn.load(exp / "final")  # the student alone: no heads or regressor
     assert set(student.state_dict()) == set(SpliceDnn.load(teachers(toy)[0]).state_dict())
+    if method == "self":
+        # Self-distillation has no teacher but the labels: its heads' term must change
+        # the training, so the same run with that term weighted 0 gives other weights.
+        plain = tmp_path / "plain"
+        assert main([*args, "--self-weight", "0", str(toy / "train"), str(toy / "dev"),
+                     str(plain)]) == 0  # fmt: skip
+        other = SpliceDnn.load(plain / "final")
+        assert not torch.equal(student.hidden[0].weight, other.hidden[0].weight)
 
 
 def test_unlabelled_transfer_set_trains_on_soft_targets_alone(toy, tmp_path):
