@@ -7,6 +7,7 @@ see either the old file or the complete new one.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterator
@@ -62,3 +63,12 @@ def mark_done(directory: str | Path, name: str = ".done") -> None:
 def is_done(directory: str | Path, name: str = ".done") -> bool:
     """True if ``directory`` holds a done marker written by :func:`mark_done`."""
     return (Path(directory) / name).is_file()
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 (hex) of a file's bytes, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -41,9 +41,9 @@ from torch import nn
 
 from asr_distill.errors import InputError
 from asr_distill.features.framestore import FrameStore
-from asr_distill.io import atomic_open
+from asr_distill.io import atomic_open, file_sha256
 from asr_distill.nnet import losses
-from asr_distill.nnet.ensemble import Ensemble, accuracy_weights
+from asr_distill.nnet.ensemble import Ensemble, accuracy_weights, model_digest
 from asr_distill.nnet.model import SpliceDnn
 from asr_distill.nnet.train import Objective, TrainConfig, train_dnn
 
@@ -176,6 +176,20 @@ class DistillObjective(Objective):
         probs = torch.stack([m.log_priors.cpu().exp() for m in models]).mean(0)  # (P,)
         return probs.numpy().astype(np.float64), f"the mean prior of {len(models)} teacher(s)"
 
+    def identity(self) -> dict:
+        """The method's settings and the checksums of the teachers' weights and of the
+        soft-target cache: a resume with other teachers or targets is refused."""
+        teachers = {str(p): model_digest(p) for p in self.c.teachers}
+        cache = None
+        if self.c.soft_targets is not None:
+            cache = file_sha256(Path(self.c.soft_targets) / "meta.json")
+        return {"objective": self.name, "distill_config": dataclasses.asdict(self.c),
+                "teacher_sha256": teachers, "soft_targets_meta_sha256": cache}  # fmt: skip
+
+    def record(self, exp_dir: Path) -> None:
+        with atomic_open(exp_dir / "distill.yaml") as f:
+            yaml.safe_dump(dataclasses.asdict(self.c), f, sort_keys=True)
+
     def setup(self, student: SpliceDnn, device: torch.device) -> None:
         if self.teachers is not None:
             if self.teachers.config.num_pdfs != student.config.num_pdfs:
@@ -302,9 +316,6 @@ def distill(
     """Train a student with ``config``'s method (see the module docs); the exp dir is
     a train-dnn exp dir plus ``distill.yaml``."""
     exp_dir = Path(exp_dir)
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_open(exp_dir / "distill.yaml") as f:
-        yaml.safe_dump(dataclasses.asdict(config), f, sort_keys=True)
     store = FrameStore(train_store)
     if train_config.data_fraction < 1:
         store = store.subset(train_config.data_fraction, seed=train_config.seed)

@@ -5,13 +5,13 @@ with uniform weights or weights from the members' dev frame accuracy."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from asr_distill.errors import InputError
+from asr_distill.io import file_sha256
 from asr_distill.nnet.model import SpliceDnn
 
 COMBINES = ("arithmetic", "geometric")
@@ -60,11 +60,7 @@ def model_digest(path_stem: str | Path) -> str:
     p = p if p.suffix == ".safetensors" else p.with_suffix(".safetensors")
     if not p.is_file():
         raise InputError("missing (not a saved DNN)", p)
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(p)
 
 
 class Ensemble(torch.nn.Module):

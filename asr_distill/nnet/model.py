@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from asr_distill.errors import InputError
-from asr_distill.io import atomic_open, atomic_path
+from asr_distill.io import atomic_open, atomic_path, is_done
 
 PRIOR_FLOOR = 1e-8
 KILLED_LOG_LIKELIHOOD = -1e10
@@ -168,6 +168,12 @@ class SpliceDnn(nn.Module):
         for p in (conf_path, weights):
             if not p.is_file():
                 raise InputError("missing (not a saved DNN)", p)
+        # A train-dnn / distill exp dir (it checkpoints) without its done marker holds the
+        # best epoch so far of a killed or running run, not a trained model.
+        if (stem.parent / "checkpoint.pt").is_file() and not is_done(stem.parent):
+            raise InputError("the training run that writes this model has not finished "
+                             "(no done marker): re-run its command to complete it",
+                             weights)  # fmt: skip
         try:
             values = yaml.safe_load(conf_path.read_text(encoding="utf-8"))
             config = DnnConfig(**values)

@@ -30,8 +30,8 @@ from tqdm import tqdm
 
 from asr_distill.config import save_config
 from asr_distill.errors import InputError
-from asr_distill.features.framestore import FrameStore
-from asr_distill.io import atomic_open, atomic_path, is_done, mark_done
+from asr_distill.features.framestore import TARGETS_FILE, FrameStore
+from asr_distill.io import atomic_open, atomic_path, file_sha256, is_done, mark_done
 from asr_distill.logging_setup import add_file_log
 from asr_distill.nnet.model import DnnConfig, SpliceDnn
 
@@ -253,6 +253,16 @@ class Objective:
         came from; (None, '') when the objective has none (then training stops)."""
         return None, ""
 
+    def identity(self) -> dict:
+        """What besides the TrainConfig and the stores decides the result (a checkpoint
+        made with another identity is not resumed)."""
+        return {"objective": self.name}
+
+    def record(self, exp_dir: Path) -> None:
+        """Write the objective's settings into ``exp_dir`` (once a resume is known to
+        agree with them)."""
+        return None
+
     def loss(self, model: nn.Module, batch, device: torch.device, epoch: int):
         x = batch.inputs.to(device, non_blocking=True)
         y = batch.targets.to(device, non_blocking=True)
@@ -308,6 +318,49 @@ def _load_checkpoint(path: Path) -> dict | None:
         raise InputError(f"unreadable checkpoint ({e}); delete it to start over", path) from None
 
 
+# TrainConfig fields that do not change the trained weights: a resume may differ in them.
+_RESUMABLE_FIELDS = ("checkpoint_every", "device")
+
+
+def store_identity(store: FrameStore) -> dict:
+    """A frame store's path, its features' checksum (meta.json) and its targets'."""
+    targets = store.path / TARGETS_FILE
+    return {"path": str(store.path.resolve()), "feats_sha256": store.meta.get("feats_sha256"),
+            "targets_sha256": file_sha256(targets) if targets.is_file() else None}  # fmt: skip
+
+
+def run_identity(config: TrainConfig, train: FrameStore, dev: FrameStore,
+                 objective: Objective) -> dict:  # fmt: skip
+    """Everything that decides a training run's result: stored in its checkpoints and
+    compared on resume, so a resumed run never mixes settings or data."""
+    conf = {k: v for k, v in dataclasses.asdict(config).items() if k not in _RESUMABLE_FIELDS}
+    return {"train_config": conf, "train_store": store_identity(train),
+            "dev_store": store_identity(dev), **objective.identity()}  # fmt: skip
+
+
+def _differences(old, new, prefix: str = "") -> list[str]:
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            out += _differences(old.get(k), new.get(k), f"{prefix}{k}.")
+        return out
+    return [] if old == new else [f"{prefix[:-1]}: {old!r} then, {new!r} now"]
+
+
+def check_resume(ckpt: dict, identity: dict, path: Path) -> None:
+    """Refuse to resume a checkpoint made by another run (settings, stores, teachers)."""
+    old = ckpt.get("identity")
+    if old is None:
+        raise InputError("checkpoint records no settings, so a resume cannot be checked; run "
+                         "with --force to start over", path)  # fmt: skip
+    diff = _differences(old, identity)
+    if diff:
+        more = f" (and {len(diff) - 3} more)" if len(diff) > 3 else ""
+        raise InputError(f"checkpoint of a run with other settings or data ({'; '.join(diff[:3])}"
+                         f"{more}); run with --force to start over, or with the old settings "
+                         "to resume", path)  # fmt: skip
+
+
 def _train(
     train_path: Path, dev_path: Path, exp_dir: Path, config: TrainConfig, d: _Dist,
     device: torch.device, progress: bool, objective: Objective,
@@ -321,8 +374,13 @@ def _train(
         train = train.subset(config.data_fraction, seed=config.seed)
     num_pdfs = int(train.num_pdfs)
     mconf = model_config(config, num_pdfs, train.dim)
-    if d.main:
+    identity = run_identity(config, train, dev, objective)
+    ckpt = _load_checkpoint(exp_dir / CHECKPOINT_FILE)
+    if ckpt is not None:
+        check_resume(ckpt, identity, exp_dir / CHECKPOINT_FILE)
+    if d.main:  # after the check: these files say what this run (and a resumed one) uses
         save_config(config, exp_dir / "config.yaml")
+        objective.record(exp_dir)
         log.info(
             "train-dnn (%s): %d x %d ReLU, window %d+1+%d of %d-dim features, %d pdfs, %.2fM "
             "parameters; %d training utterances / %d labelled frames (fraction %g); %d "
@@ -361,7 +419,6 @@ def _train(
     curve: list[dict] = []
     epoch, start_batch, step = 0, 0, 0
     resumed_sums = [0.0, 0.0, 0.0, 0.0]  # loss, correct, frames, labelled of a resumed epoch
-    ckpt = _load_checkpoint(exp_dir / CHECKPOINT_FILE)
     if ckpt is not None:
         trainable.load_state_dict(ckpt["model"])
         optimizer.load_state_dict(ckpt["optimizer"])
@@ -388,7 +445,7 @@ def _train(
             "model": trainable.state_dict(), "optimizer": optimizer.state_dict(),
             "schedule": dataclasses.asdict(state), "curve": curve, "epoch": next_epoch,
             "batch": next_batch, "step": step, "rng": torch.get_rng_state(),
-            "epoch_sums": torch.tensor(sums, dtype=torch.float64),
+            "epoch_sums": torch.tensor(sums, dtype=torch.float64), "identity": identity,
         }  # fmt: skip
         with atomic_path(exp_dir / CHECKPOINT_FILE) as tmp:
             torch.save(payload, tmp)

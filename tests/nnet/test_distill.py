@@ -166,3 +166,19 @@ def test_pseudo_labels_are_the_teachers_argmax(toy, tmp_path):
     assert main([*args, str(toy / "unlabelled"), str(toy / "dev"), str(exp)]) == 0
     assert best_dev_acc(exp) > 70.0
     assert yaml.safe_load((exp / "distill.yaml").read_text())["pseudo_labels"] is True
+
+
+def test_distill_resume_with_other_teachers_or_temperature_is_refused(toy, tmp_path):
+    exp = tmp_path / "student"
+    paths = teachers(toy)
+    args = ["distill", "--epochs", "2", *TINY, "--temperature", "2"]
+    data = [str(toy / "train"), str(toy / "dev"), str(exp)]
+    assert main([*args, *[a for p in paths for a in ("--teacher", p)], *data]) == 0
+    (exp / ".done").unlink()  # as if killed before the end
+    recorded = (exp / "distill.yaml").read_text()
+    other_t = [*args[:-1], "5", *[a for p in paths for a in ("--teacher", p)], *data]
+    assert main(other_t) == 1
+    assert main([*args, "--teacher", paths[0], *data]) == 1  # another ensemble
+    assert (exp / "distill.yaml").read_text() == recorded  # still says what ran
+    assert main([*args, *[a for p in paths for a in ("--teacher", p)], *data]) == 0
+    assert (exp / ".done").is_file()

@@ -186,3 +186,36 @@ def test_ddp_two_processes_match_one(stores, tmp_path):
     a, b = weights(one), weights(two)
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=1e-4, atol=1e-5)
+
+
+def test_resume_with_other_settings_or_data_is_refused(stores, tmp_path):
+    """A killed run (checkpoint, no done marker) resumes only with the settings and
+    stores it was started with; config.yaml keeps saying what ran; --force starts over."""
+    from asr_distill.errors import InputError
+
+    train, dev = stores
+    exp = tmp_path / "exp"
+    conf = TrainConfig(**{**TINY, "epochs": 2})
+    train_dnn(train, dev, exp, conf, progress=False)
+    (exp / ".done").unlink()  # as if killed before the end
+    config_yaml = (exp / "config.yaml").read_text()
+    with pytest.raises(InputError, match=r"other settings or data \(train_config\.lr: 0\.05 "):
+        train_dnn(train, dev, exp, TrainConfig(**{**TINY, "epochs": 2, "lr": 0.01}),
+                  progress=False)  # fmt: skip
+    with pytest.raises(InputError, match=r"train_config\.seed: 0 then, 3 now"):
+        train_dnn(train, dev, exp, TrainConfig(**{**TINY, "epochs": 2, "seed": 3}),
+                  progress=False)  # fmt: skip
+    with pytest.raises(InputError, match=r"dev_store\.path: .* then, .* now"):
+        train_dnn(train, train, exp, conf, progress=False)
+    assert (exp / "config.yaml").read_text() == config_yaml
+    # A killed run's model is not a trained model: loading it is refused.
+    with pytest.raises(InputError, match="has not finished"):
+        SpliceDnn.load(exp / "final")
+    # How often it checkpoints does not change the weights: that resume is allowed.
+    train_dnn(train, dev, exp, TrainConfig(**{**TINY, "epochs": 2, "checkpoint_every": 7}),
+              progress=False)  # fmt: skip
+    assert (exp / ".done").is_file()
+    SpliceDnn.load(exp / "final")
+    train_dnn(train, dev, exp, TrainConfig(**{**TINY, "epochs": 2, "lr": 0.01}), force=True,
+              progress=False)  # fmt: skip
+    assert "lr: 0.01" in (exp / "config.yaml").read_text()
