@@ -21,7 +21,6 @@ import hashlib
 import http.client
 import logging
 import os
-import posixpath
 import re
 import shutil
 import tarfile
@@ -318,7 +317,8 @@ def check_tar_members(archive: str | Path, members: Sequence[tarfile.TarInfo]) -
     whose targets stay inside the extraction directory; no duplicate file names.
     """
     archive = Path(archive)
-    symlinks: set[PurePosixPath] = set()
+    # Every symlink of the archive, wherever it comes: a link may name one made later.
+    symlinks = {PurePosixPath(m.name) for m in members if m.issym()}
     seen: set[PurePosixPath] = set()
     for m in members:
         name = m.name
@@ -338,15 +338,31 @@ def check_tar_members(archive: str | Path, members: Sequence[tarfile.TarInfo]) -
             if not target or target.startswith("/") or re.match(r"^[A-Za-z]:", target):
                 raise _refuse(archive, name, f"link to absolute path {target!r}")
             # Symlink targets are relative to the link's directory, hard links to the root.
-            base = str(path.parent) if m.issym() else ""
-            resolved = posixpath.normpath(posixpath.join(base, target))
-            if resolved == ".." or resolved.startswith("../"):
-                raise _refuse(archive, name, f"link target {target!r} is outside the target dir")
+            base = path.parent.parts if m.issym() else ()
+            _check_link_walk(archive, name, target, list(base), symlinks)
         if path in seen and not m.isdir():
             raise _refuse(archive, name, "duplicate member name")
         seen.add(path)
-        if m.issym():
-            symlinks.add(path)
+
+
+def _check_link_walk(archive: Path, name: str, target: str, here: list[str],
+                     symlinks: set[PurePosixPath]) -> None:  # fmt: skip
+    """Follow a link's target one component at a time from ``here`` (the parts of its
+    directory): it must stay inside the target dir and pass through no other symlink
+    of the archive, since the filesystem resolves ``..`` after such a link, not before
+    (``a -> b/../../..`` with ``b -> ../..`` leaves the dir though each text stays in)."""
+    for part in target.replace("\\", "/").split("/"):
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not here:
+                raise _refuse(archive, name, f"link target {target!r} is outside the target dir")
+            here.pop()
+            continue
+        here.append(part)
+        if PurePosixPath(*here) in symlinks:
+            raise _refuse(archive, name, f"link target {target!r} goes through the symbolic "
+                          f"link {'/'.join(here)!r}")  # fmt: skip
 
 
 def _merge_move(src: Path, dst: Path) -> None:

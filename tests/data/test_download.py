@@ -379,3 +379,17 @@ def test_corrupt_archive_is_an_input_error(tmp_path: Path) -> None:
         with pytest.raises(InputError, match=re.escape(str(bad))):
             extract_tar(bad, target, progress=False)
         assert not target.exists() or snapshot(target) == set()
+
+
+@pytest.mark.parametrize("order", [("a", "b"), ("b", "a")])
+def test_link_through_another_link_is_refused(tmp_path: Path, order) -> None:
+    """Each link's text stays inside, but the filesystem resolves a's '..' after
+    following b: a would point outside the target dir."""
+    links = {"a": link("LibriSpeech/d2/a", "b/../../.."), "b": link("LibriSpeech/d2/b", "../..")}
+    archive = make_tar(tmp_path / "bad.tar", [links[k] for k in order], "w")
+    target = tmp_path / "t"
+    with pytest.raises(
+        UnsafeArchiveError, match="goes through the symbolic link 'LibriSpeech/d2/b'"
+    ):
+        extract_tar(archive, target, progress=False)
+    assert not target.exists() or snapshot(target) == set()
