@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="decode with this DNN (exp/dnn/final) instead of the GMM: log posterior - log "
         "prior; repeat for an ensemble (posteriors averaged)",
     )  # fmt: skip
+    _add_combine(p)
     p.add_argument("--config", help="YAML file of DecodeConfig options")
     p.add_argument("--nj", type=int, default=1, help="decoding processes (1)")
     p.add_argument("--beam", type=float, default=None, help="(13)")
@@ -78,6 +79,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("stores", nargs="*", help="frame stores with pdf targets")
     p.add_argument("--dnn", action="append", required=True, metavar="MODEL")
+    _add_combine(p)
     p.add_argument("--out", default=None, help="also write the accuracies (YAML) here")
     p.add_argument(
         "--subset", action="append", default=[], metavar="STORE",
@@ -87,6 +89,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-fraction", type=float, default=1.0, help="of --subset stores")
     p.add_argument("--seed", type=int, default=0, help="seed of the --subset subsets (0)")
     p.set_defaults(func=_frame_accuracy)
+
+
+def _add_combine(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--combine", choices=("arithmetic", "geometric"), default="arithmetic",
+        help="how several --dnn models' posteriors combine, as for distillation (arithmetic)",
+    )  # fmt: skip
+    p.add_argument(
+        "--weighting", choices=("uniform", "accuracy"), default="uniform",
+        help="member weights: uniform, or by each model's best dev frame accuracy (its "
+        "train_curve.csv) (uniform)",
+    )  # fmt: skip
 
 
 def _float_list(text: str) -> list[float]:
@@ -111,7 +125,7 @@ def _decode(args: argparse.Namespace) -> int:
     if args.dnn:
         decode_dnn(
             args.graph_dir, args.model_dir, args.dnn, args.data, args.decode_dir, config,
-            nj=args.nj, force=args.force,
+            nj=args.nj, force=args.force, combine=args.combine, weighting=args.weighting,
         )  # fmt: skip
     else:
         decode_data_dir(
@@ -122,10 +136,11 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _frame_accuracy(args: argparse.Namespace) -> int:
-    from asr_distill.decode.dnn import frame_accuracy_on_store, load_models
+    from asr_distill.decode.dnn import frame_accuracy_on_store, load_models, member_weights
     from asr_distill.features.framestore import FrameStore
 
     models = load_models(args.dnn)
+    weights = member_weights(args.dnn, args.weighting)
     results = {}
     for store_dir, fraction in [(s, 1.0) for s in args.stores] + [
         (s, args.data_fraction) for s in args.subset
@@ -133,12 +148,14 @@ def _frame_accuracy(args: argparse.Namespace) -> int:
         store = FrameStore(store_dir)
         if fraction < 1:
             store = store.subset(fraction, seed=args.seed)
-        acc, frames = frame_accuracy_on_store(models, store)
+        acc, frames = frame_accuracy_on_store(models, store, combine=args.combine,
+                                              weights=weights)  # fmt: skip
         results[store_dir] = {"frame_accuracy": round(acc, 3), "frames": frames}
         print(f"{store_dir}: frame accuracy {acc:.2f}% over {frames} frames")
     if args.out:
         with atomic_open(args.out) as f:
-            yaml.safe_dump({"models": args.dnn, "subset_fraction": args.data_fraction,
+            yaml.safe_dump({"models": args.dnn, "combine": args.combine,
+                            "weighting": args.weighting, "subset_fraction": args.data_fraction,
                             "subset_seed": args.seed, "stores": results}, f,
                            sort_keys=False)  # fmt: skip
     return 0

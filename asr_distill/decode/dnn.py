@@ -19,6 +19,11 @@ from asr_distill.features.framestore import FrameStore
 from asr_distill.hmm.model import GmmHmm
 from asr_distill.io import atomic_open
 from asr_distill.io.step import step_log
+from asr_distill.nnet.ensemble import (
+    accuracy_weights,
+    combine_log_probs,
+    read_member_accuracies,
+)
 from asr_distill.nnet.model import SpliceDnn, hybrid_log_likelihoods
 
 log = logging.getLogger(__name__)
@@ -38,15 +43,33 @@ def load_models(paths: Sequence[str | Path]) -> list[SpliceDnn]:
 
 
 @torch.no_grad()
-def ensemble_log_posteriors(models: Sequence[SpliceDnn], store: FrameStore, utt: str | int):
-    """log of the arithmetic mean of the models' posteriors, ``(T, num_pdfs)``; each
+def ensemble_log_posteriors(
+    models: Sequence[SpliceDnn],
+    store: FrameStore,
+    utt: str | int,
+    *,
+    combine: str = "arithmetic",
+    weights: Sequence[float] | None = None,
+) -> torch.Tensor:
+    """log of the models' combined posteriors, ``(T, num_pdfs)``: the (weighted)
+    arithmetic or geometric mean, as the teacher ensemble combines them for
+    distillation, computed in log space (no -inf where a posterior underflows); each
     model splices the utterance with its own context."""
-    total = None
-    for m in models:
-        x = store.utterance(utt, left=m.config.left_context, right=m.config.right_context)
-        p = torch.softmax(m(x).float(), dim=-1)  # (T, P)
-        total = p if total is None else total + p
-    return torch.log(total / len(models))
+    logits = torch.stack([
+        m(store.utterance(utt, left=m.config.left_context, right=m.config.right_context))
+        for m in models
+    ])  # (M, T, P)  # fmt: skip
+    w = None if weights is None else torch.tensor(list(weights), dtype=torch.float32)
+    return combine_log_probs(logits, combine=combine, weights=w)
+
+
+def member_weights(paths: Sequence[str | Path], weighting: str) -> list[float] | None:
+    """None (uniform) or weights from the members' dev frame accuracy (``accuracy``)."""
+    if weighting == "uniform":
+        return None
+    if weighting != "accuracy":
+        raise ValueError(f"weighting must be uniform or accuracy, not {weighting!r}")
+    return accuracy_weights(read_member_accuracies([str(p) for p in paths])).tolist()
 
 
 def ensemble_log_priors(models: Sequence[SpliceDnn]) -> torch.Tensor:
@@ -54,7 +77,13 @@ def ensemble_log_priors(models: Sequence[SpliceDnn]) -> torch.Tensor:
     return torch.logsumexp(torch.stack([m.log_priors for m in models]), 0) - math.log(len(models))
 
 
-def frame_accuracy_on_store(models: Sequence[SpliceDnn], store: FrameStore) -> tuple[float, int]:
+def frame_accuracy_on_store(
+    models: Sequence[SpliceDnn],
+    store: FrameStore,
+    *,
+    combine: str = "arithmetic",
+    weights: Sequence[float] | None = None,
+) -> tuple[float, int]:
     """Frame accuracy (%) of the (ensemble) argmax against the store's targets."""
     correct = total = 0
     for i in range(store.num_utts):
@@ -62,7 +91,8 @@ def frame_accuracy_on_store(models: Sequence[SpliceDnn], store: FrameStore) -> t
         mask = y >= 0
         if not mask.any():
             continue
-        pred = ensemble_log_posteriors(models, store, i).argmax(-1)
+        pred = ensemble_log_posteriors(models, store, i, combine=combine,
+                                       weights=weights).argmax(-1)  # fmt: skip
         correct += int((pred[mask] == y[mask]).sum())
         total += int(mask.sum())
     return 100.0 * correct / max(total, 1), total
@@ -78,10 +108,12 @@ def decode_dnn(
     *,
     nj: int = 1,
     force: bool = False,
+    combine: str = "arithmetic",
+    weighting: str = "uniform",
 ) -> dict | None:
     """The ``decode --dnn`` step: decode the utterances of the frame store
     ``store_dir`` with HCLG, the transition model of ``model_dir`` (the GMM-HMM whose
-    tree the DNNs' pdfs come from) and the DNNs' averaged posteriors over priors."""
+    tree the DNNs' pdfs come from) and the DNNs' combined posteriors over priors."""
     config = config or DecodeConfig()
     decode_dir = Path(decode_dir)
     with step_log(decode_dir, "decode.log", force=force) as run:
@@ -90,6 +122,8 @@ def decode_dnn(
         save_config(config, decode_dir / "config.yaml")
         with atomic_open(decode_dir / "models.txt") as f:
             f.writelines(f"{p}\n" for p in dnn_paths)
+        with atomic_open(decode_dir / "combine.yaml") as f:  # how the posteriors combine
+            f.write(f"combine: {combine}\nweighting: {weighting}\n")
         hmm = GmmHmm.load(model_dir)
         models = load_models(dnn_paths)
         if models[0].config.num_pdfs != hmm.num_pdfs:
@@ -99,9 +133,11 @@ def decode_dnn(
         torch.set_num_threads(1)
         start = time.perf_counter()
         log_priors = ensemble_log_priors(models)
+        weights = member_weights(dnn_paths, weighting)
         loglikes = {
             utt: hybrid_log_likelihoods(
-                ensemble_log_posteriors(models, store, utt), log_priors
+                ensemble_log_posteriors(models, store, utt, combine=combine, weights=weights),
+                log_priors,
             ).numpy()
             for utt in store.utt_ids
         }  # (T, P) each

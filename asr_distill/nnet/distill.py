@@ -43,7 +43,12 @@ from asr_distill.errors import InputError
 from asr_distill.features.framestore import FrameStore
 from asr_distill.io import atomic_open, file_sha256
 from asr_distill.nnet import losses
-from asr_distill.nnet.ensemble import Ensemble, accuracy_weights, model_digest
+from asr_distill.nnet.ensemble import (
+    Ensemble,
+    accuracy_weights,
+    model_digest,
+    read_member_accuracies,
+)
 from asr_distill.nnet.model import SpliceDnn
 from asr_distill.nnet.train import Objective, TrainConfig, train_dnn
 
@@ -101,18 +106,6 @@ class DistillConfig:
             raise ValueError("--soft-targets is only for method kd")
         if self.pseudo_labels and self.method != "kd":
             raise ValueError("--pseudo-labels is only for method kd")
-
-
-def read_member_accuracies(paths: Sequence[str]) -> list[float]:
-    """Each teacher's best dev frame accuracy, from its exp dir's ``train_curve.csv``."""
-    accs = []
-    for p in paths:
-        curve = Path(p).parent / "train_curve.csv"
-        if not curve.is_file():
-            raise InputError("missing (needed for --weighting accuracy)", curve)
-        rows = curve.read_text().splitlines()[1:]
-        accs.append(max(float(r.split(",")[6]) for r in rows))
-    return accs
 
 
 class _TeacherInputs:

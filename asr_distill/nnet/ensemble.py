@@ -63,6 +63,18 @@ def model_digest(path_stem: str | Path) -> str:
     return file_sha256(p)
 
 
+def read_member_accuracies(paths: Sequence[str]) -> list[float]:
+    """Each teacher's best dev frame accuracy, from its exp dir's ``train_curve.csv``."""
+    accs = []
+    for p in paths:
+        curve = Path(p).parent / "train_curve.csv"
+        if not curve.is_file():
+            raise InputError("missing (needed for --weighting accuracy)", curve)
+        rows = curve.read_text().splitlines()[1:]
+        accs.append(max(float(r.split(",")[6]) for r in rows))
+    return accs
+
+
 class Ensemble(torch.nn.Module):
     """Frozen members that all read the same spliced window (same context).
 

@@ -36,6 +36,26 @@ def test_ensemble_is_the_mean_of_member_posteriors(tmp_path):
     torch.testing.assert_close(ensemble_log_priors([a, b]).exp(), prior)
 
 
+def test_ensemble_combination_weights_and_no_underflow(tmp_path):
+    feats = {"u1": np.random.default_rng(0).standard_normal((5, 2)).astype(np.float32)}
+    build_frame_store(tmp_path / "fs", feats)
+    store = FrameStore(tmp_path / "fs")
+    a, b = small_model(0), small_model(1)
+    x = store.utterance("u1", left=1, right=1)
+    with torch.no_grad():
+        la, lb = torch.log_softmax(a(x), -1), torch.log_softmax(b(x), -1)
+    geo = ensemble_log_posteriors([a, b], store, "u1", combine="geometric")
+    torch.testing.assert_close(geo, torch.log_softmax((la + lb) / 2, -1))
+    weighted = ensemble_log_posteriors([a, b], store, "u1", weights=[0.25, 0.75])
+    torch.testing.assert_close(weighted.exp(), 0.25 * la.exp() + 0.75 * lb.exp())
+    # Logit gaps beyond float range: a posterior of exp(-1e4) is 0 in float32, its log
+    # must stay finite (log_softmax), not -inf as log(softmax) gave.
+    with torch.no_grad():
+        a.output.weight.mul_(1e5)
+    got = ensemble_log_posteriors([a], store, "u1")
+    assert torch.isfinite(got).all() and got.min() < -1000
+
+
 @pytest.fixture(scope="module")
 def dnn_system(gmm_system: Path, mono: Path) -> Path:
     """fbank frame store of the fixture's train set with mono pdf targets, and a small
