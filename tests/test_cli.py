@@ -28,3 +28,19 @@ def test_light_steps_do_not_import_torch():
     out = subprocess.run([sys.executable, "-c", code.format(cmds=light)], capture_output=True,
                          text=True, check=True)  # fmt: skip
     assert out.stdout.strip() == "False"
+
+
+def test_os_errors_are_one_line_naming_the_file_and_traceback_only_with_verbose(tmp_path):
+    """A file where a directory must go (as permission denied or a full disk): exit 1
+    and one line naming the path, no traceback unless --verbose."""
+    (tmp_path / "exp").mkdir()
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    cmd = [sys.executable, "-m", "asr_distill", "report", str(tmp_path / "exp"),
+           str(blocker / "report")]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True)
+    assert out.returncode == 1
+    lines = [ln for ln in out.stderr.splitlines() if "ERROR" in ln]
+    assert len(lines) == 1 and str(blocker) in lines[0] and "Traceback" not in out.stderr
+    out = subprocess.run([*cmd[:3], "--verbose", *cmd[3:]], capture_output=True, text=True)
+    assert out.returncode == 1 and "Traceback" in out.stderr

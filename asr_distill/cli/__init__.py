@@ -70,7 +70,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = args.func(args)
     except InputError as e:
-        log.error("%s", e)
+        log.error("%s", e, exc_info=args.verbose)
+        return 1
+    except OSError as e:  # permission denied, no space left, a file where a dir goes, ...
+        where = f"{e.filename}: " if e.filename else ""
+        log.error("%s%s (%s)", where, e.strerror or e, type(e).__name__, exc_info=args.verbose)
         return 1
     except KeyboardInterrupt:
         log.error("interrupted")

@@ -182,7 +182,10 @@ class SpliceDnn(nn.Module):
         model = cls(config)
         try:
             state = load_file(str(weights), device=map_location)
+        except Exception as e:  # SafetensorError (torn, truncated, not safetensors), OSError
+            raise InputError(f"unreadable weights ({e})", weights) from None
+        try:
             model.load_state_dict(state)
-        except (RuntimeError, OSError) as e:
+        except RuntimeError as e:
             raise InputError(f"does not match {conf_path.name}: {e}", weights) from None
         return model.eval()  # loaded for inference (no dropout); train() to train it further

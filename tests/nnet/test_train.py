@@ -219,3 +219,18 @@ def test_resume_with_other_settings_or_data_is_refused(stores, tmp_path):
     train_dnn(train, dev, exp, TrainConfig(**{**TINY, "epochs": 2, "lr": 0.01}), force=True,
               progress=False)  # fmt: skip
     assert "lr: 0.01" in (exp / "config.yaml").read_text()
+
+
+def test_corrupt_or_truncated_weights_are_a_clear_error(tmp_path):
+    from asr_distill.errors import InputError
+
+    model = SpliceDnn(DnnConfig(num_pdfs=PDFS, feat_dim=DIM, left_context=1, right_context=1,
+                                hidden_layers=1, hidden_dim=8))  # fmt: skip
+    model.save(tmp_path / "m")
+    data = (tmp_path / "m.safetensors").read_bytes()
+    (tmp_path / "m.safetensors").write_bytes(data[: len(data) // 2])  # truncated copy
+    with pytest.raises(InputError, match=r"m\.safetensors: unreadable weights"):
+        SpliceDnn.load(tmp_path / "m")
+    (tmp_path / "m.safetensors").write_bytes(b"not safetensors at all")
+    with pytest.raises(InputError, match="unreadable weights"):
+        SpliceDnn.load(tmp_path / "m")
