@@ -120,7 +120,12 @@ class GmmHmm:
         for name in (TREE_FILE, TOPO_FILE, GMM_FILE):
             if not (model_dir / name).is_file():
                 raise InputError(f"missing {name}: not a finished GMM-HMM model dir", model_dir)
-        ctx = ctx_dep_from_bytes((model_dir / TREE_FILE).read_bytes())
+        try:
+            ctx = ctx_dep_from_bytes((model_dir / TREE_FILE).read_bytes())
+        except RuntimeError as e:  # Kaldi's reader: "[E] Expected token ...", "read failure"
+            why = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise InputError(f"not a Kaldi tree (truncated or another file): {why}",
+                             model_dir / TREE_FILE) from None  # fmt: skip
         topo_text = (model_dir / TOPO_FILE).read_text(encoding="utf-8")
         topo = read_topo_text(topo_text, model_dir / TOPO_FILE)
         try:

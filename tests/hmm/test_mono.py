@@ -135,3 +135,17 @@ def test_unalignable_utterance_is_listed_not_dropped(mono, gmm_system, tmp_path)
     assert first in failed
     assert first not in read_alignments(ali)
     assert "failed" in (ali / "log" / "align.log").read_text()
+
+
+def test_truncated_or_foreign_tree_is_a_clear_error(mono, tmp_path):
+    import shutil
+
+    from asr_distill.errors import InputError
+
+    copy = tmp_path / "mono"
+    shutil.copytree(mono, copy)
+    tree = (copy / "tree").read_bytes()
+    for bad in (tree[: len(tree) // 2], b"hello world\n", b""):
+        (copy / "tree").write_bytes(bad)
+        with pytest.raises(InputError, match=r"tree: not a Kaldi tree"):
+            GmmHmm.load(copy)
