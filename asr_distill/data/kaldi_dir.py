@@ -308,16 +308,18 @@ def split_data_dir(path: str | Path, num_jobs: int, *, per_utt: bool = False) ->
 
     By default whole speakers go to one part (so per-speaker CMVN stays valid),
     balanced by utterance count; ``per_utt`` splits utterances evenly instead.
-    Raises ValueError if there are fewer speakers (or utterances) than parts.
+    Raises InputError if there are fewer speakers (or utterances) than parts.
     """
     if num_jobs < 1:
-        raise ValueError(f"num_jobs must be >= 1, got {num_jobs}")
+        raise InputError(f"the number of parts must be >= 1, got {num_jobs}", path)
     path = Path(path)
     data = read_data_dir(path)
     units = [[u] for u in data.utt_ids] if per_utt else list(data.spk2utt.values())
     if len(units) < num_jobs:
         kind = "utterances" if per_utt else "speakers"
-        raise ValueError(f"{path}: cannot split {len(units)} {kind} into {num_jobs} parts")
+        raise InputError(f"cannot split {len(units)} {kind} into {num_jobs} parts (use "
+                         "fewer jobs, or --per-utt where per-speaker CMVN does not matter)",
+                         path)  # fmt: skip
     # Contiguous chunks (C-locale order within parts), balanced by utterance count.
     total = sum(len(u) for u in units)
     parts: list[list[str]] = [[] for _ in range(num_jobs)]

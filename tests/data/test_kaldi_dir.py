@@ -115,8 +115,9 @@ def test_split_keeps_speakers_whole_and_covers_everything(tmp_path: Path, per_ut
             for spk, utts in part.spk2utt.items():
                 assert utts == full[spk]
     assert sorted(seen) == read_data_dir(d).utt_ids
-    with pytest.raises(ValueError, match="cannot split 5 speakers into 6"):
+    with pytest.raises(InputError, match="cannot split 5 speakers into 6"):
         split_data_dir(d, 6)
+    assert main(["split-data-dir", str(d), "6"]) == 1  # one line, no traceback
 
 
 def test_cli_validate(tiny_data_dir: Path, capsys):
