@@ -697,6 +697,10 @@ class FrameStore:
         """Store indices of this view's utterances, ascending, ``(U_view,)``."""
         return self._utt_index
 
+    def utt_of_frame(self, frame: int) -> str:
+        """The id of the utterance that holds store frame ``frame``."""
+        return self._all_utt_ids[int(np.searchsorted(self._offsets, frame, side="right")) - 1]
+
     @property
     def utt_ids(self) -> list[str]:
         return [self._all_utt_ids[i] for i in self._utt_index]

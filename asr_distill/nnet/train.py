@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from asr_distill.config import save_config
 from asr_distill.errors import InputError
-from asr_distill.features.framestore import TARGETS_FILE, FrameStore
+from asr_distill.features.framestore import FEATS_FILE, TARGETS_FILE, FrameStore
 from asr_distill.io import atomic_open, atomic_path, file_sha256, is_done, mark_done
 from asr_distill.logging_setup import add_file_log
 from asr_distill.nnet.model import DnnConfig, SpliceDnn
@@ -318,6 +318,19 @@ def _load_checkpoint(path: Path) -> dict | None:
         raise InputError(f"unreadable checkpoint ({e}); delete it to start over", path) from None
 
 
+def _raise_non_finite(store: FrameStore, path: Path, frames: np.ndarray) -> None:
+    frame = int(frames[0])
+    raise InputError(f"non-finite features in {len(frames)} frame(s), the first {frame} of "
+                     f"utterance {store.utt_of_frame(frame)!r}: the store was damaged after it "
+                     "was built; rebuild it with make-frame-store --force",
+                     path / FEATS_FILE)  # fmt: skip
+
+
+class TrainingDiverged(InputError, FloatingPointError):
+    """The training loss became non-finite (too high a learning rate): one line from the
+    CLI, naming the exp dir."""
+
+
 # TrainConfig fields that do not change the trained weights: a resume may differ in them.
 _RESUMABLE_FIELDS = ("checkpoint_every", "device")
 
@@ -393,6 +406,8 @@ def _train(
     torch.manual_seed(config.seed)
     model = SpliceDnn(mconf)
     mean, std = train.feature_stats()
+    if not (np.isfinite(mean).all() and np.isfinite(std).all()):
+        _raise_non_finite(train, train_path, np.flatnonzero(~np.isfinite(train.features).all(1)))
     model.set_input_stats(mean, std)
     labels = train.targets[train.frame_indices(labelled_only=True)]
     if len(labels):
@@ -473,11 +488,15 @@ def _train(
             # DDP's gradient average then equals the gradient of the global batch's mean.
             loss_value = float(loss.detach())
             if not math.isfinite(loss_value):
-                # Diverged: stop before the optimiser spreads it, rather than train on NaN.
-                raise FloatingPointError(
-                    f"{exp_dir}: training loss is {loss_value} at epoch {epoch}, step {step} "
-                    f"(lr {lr:g}); lower the learning rate and re-run with --force"
-                )
+                # Stop before the optimiser spreads it, rather than train on NaN. Bad
+                # frames (a store damaged after it was built) are not the learning rate.
+                bad = ~torch.isfinite(batch.inputs).all(dim=-1)
+                if bad.any():
+                    _raise_non_finite(train, train_path, batch.frames[bad].numpy())
+                raise TrainingDiverged(
+                    f"training loss is {loss_value} at epoch {epoch}, step {step} (lr {lr:g}); "
+                    "lower the learning rate and re-run with --force", exp_dir,
+                )  # fmt: skip
             (loss * (len(y) * d.world_size / config.batch_size)).backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)

@@ -234,3 +234,22 @@ def test_corrupt_or_truncated_weights_are_a_clear_error(tmp_path):
     (tmp_path / "m.safetensors").write_bytes(b"not safetensors at all")
     with pytest.raises(InputError, match="unreadable weights"):
         SpliceDnn.load(tmp_path / "m")
+
+
+def test_nan_in_a_damaged_store_is_named_not_blamed_on_the_learning_rate(stores, tmp_path):
+    import shutil
+
+    from asr_distill.errors import InputError
+
+    train, dev = stores
+    bad = tmp_path / "train"
+    shutil.copytree(train, bad)
+    feats = np.load(bad / "feats.npy", mmap_mode="r+")
+    feats[100:110] = np.nan  # damaged after the build (meta.json still agrees)
+    feats.flush()
+    del feats
+    with pytest.raises(
+        InputError,
+        match=r"feats\.npy: non-finite features in 10 frame\(s\), the first 100 of utterance .u00",
+    ):
+        train_dnn(bad, dev, tmp_path / "exp", TrainConfig(**TINY), progress=False)
