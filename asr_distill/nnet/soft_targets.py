@@ -327,6 +327,12 @@ class SoftTargetCache:
         self._probs = self._open(PROBS_FILE, np.float16, (n, k))  # (N, k)
         self._indices = None if self.dense else self._open(INDICES_FILE, np.int32, (n, k))
         self._tail = self._open(TAIL_FILE, np.float32, (n,))  # (N,)
+        if self._indices is not None and self._indices.size:
+            lo, hi = int(self._indices.min()), int(self._indices.max())
+            if lo < 0 or hi >= p:  # a damaged file: the loss would index past the outputs
+                raise InputError(f"pdf-ids {lo}..{hi} outside 0..{p - 1} (num_pdfs in "
+                                 "meta.json): re-run make-soft-targets --force",
+                                 self.path / INDICES_FILE)  # fmt: skip
 
     def _open(self, name: str, dtype: type, shape: tuple[int, ...]) -> np.ndarray:
         return load_npy_checked(self.path / name, dtype, shape, "soft-target")

@@ -277,3 +277,15 @@ def test_cli_round_trip(setup, tmp_path, caplog):
         run_cli(
             [*argv[:2], str(tmp_path / "bad"), *teachers, "--temperature", "2", "--top-k", "-1"]
         )
+
+
+def test_out_of_range_pdf_ids_in_a_damaged_cache_are_refused_on_open(setup, tmp_path):
+    out = tmp_path / "soft"
+    make_soft_targets(setup["store"], setup["members"], out, temperature=T, top_k=3,
+                      progress=False)  # fmt: skip
+    idx = np.load(out / "indices.npy", mmap_mode="r+")
+    idx[5, 1] = 10_000
+    idx.flush()
+    del idx
+    with pytest.raises(InputError, match=r"indices\.npy: pdf-ids 0\.\.10000 outside"):
+        SoftTargetCache(out)
