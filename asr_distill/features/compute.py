@@ -25,7 +25,7 @@ from asr_distill.config import save_config
 from asr_distill.data.kaldi_dir import DataDir, Segment, read_data_dir, write_data_dir, write_table
 from asr_distill.errors import InputError
 from asr_distill.features.audio import AudioSource, read_audio
-from asr_distill.io import atomic_open, atomic_path, is_done, mark_done
+from asr_distill.io import atomic_open, atomic_path, is_done, mark_done, remove_stale_temps
 from asr_distill.io.kaldi_ark import write_ark_entry
 
 log = logging.getLogger(__name__)
@@ -239,6 +239,7 @@ def compute_features(
         raise InputError("data directory has no utterances", data_dir)
     ark_dir = out_dir / "data"
     ark_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out_dir)
     save_config(config, out_dir / "conf" / f"{config.kind}.yaml")
     if force:
         for stale in ark_dir.glob(f".raw_{config.kind}.*.json"):

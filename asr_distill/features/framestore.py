@@ -45,7 +45,14 @@ from tqdm import tqdm
 from asr_distill.data.kaldi_dir import read_table
 from asr_distill.errors import InputError
 from asr_distill.features.compute import apply_cmvn
-from asr_distill.io import atomic_open, atomic_path, is_done, mark_done
+from asr_distill.io import (
+    atomic_open,
+    atomic_path,
+    check_free_space,
+    is_done,
+    mark_done,
+    remove_stale_temps,
+)
 from asr_distill.io.kaldi_ark import kaldi_io
 from asr_distill.io.npy import load_npy_checked
 from asr_distill.io.step import read_done_meta
@@ -533,6 +540,8 @@ def build_frame_store(
     num_frames = int(offsets[-1])
     skipped = plan.skipped
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out_dir)
+    check_free_space(out_dir, num_frames * (plan.dim * 2 + 4), "the frame store")
     sha256, num_labelled = _write_arrays(out_dir, source, plan, offsets, tgt, cmvn)
 
     with atomic_path(out_dir / OFFSETS_FILE) as tmp, open(tmp, "wb") as f:

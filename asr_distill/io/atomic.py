@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,3 +74,35 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def remove_stale_temps(directory: str | Path) -> int:
+    """Remove the temporary files (``.<name>.<random>.tmp``) that :func:`atomic_path`
+    leaves when its process is killed, anywhere under ``directory``; returns how many.
+    Call it when a step starts on ``directory``, before it writes anything."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return 0
+    removed = 0
+    for tmp in directory.rglob(".*.tmp"):
+        if tmp.is_file() and not tmp.is_symlink():
+            tmp.unlink()
+            removed += 1
+    if removed:
+        logging.getLogger(__name__).info(
+            "%s: removed %d temporary file(s) left by a killed run", directory, removed
+        )
+    return removed
+
+
+def check_free_space(directory: str | Path, needed_bytes: int, what: str) -> None:
+    """Refuse (InputError naming ``directory``) to start writing ``needed_bytes`` of
+    ``what`` where less is free: a memory-mapped write that runs out of disk dies of
+    SIGBUS, with no message."""
+    from asr_distill.errors import InputError
+
+    directory = Path(directory)
+    free = shutil.disk_usage(directory).free
+    if needed_bytes > free:
+        raise InputError(f"{what} needs {needed_bytes / 2**30:.2f} GiB but only "
+                         f"{free / 2**30:.2f} GiB are free there", directory)  # fmt: skip

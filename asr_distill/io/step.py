@@ -1,6 +1,6 @@
 """The start and end of a recipe step that writes one output directory: skip it if
-finished (done marker) unless forced, else clear the marker and log to
-``<dir>/log/<name>``."""
+finished (done marker) unless forced, else clear the marker, remove temporary files
+a killed run left, and log to ``<dir>/log/<name>``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from asr_distill.errors import InputError
-from asr_distill.io.atomic import is_done
+from asr_distill.io.atomic import is_done, remove_stale_temps
 from asr_distill.logging_setup import add_file_log
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,7 @@ def step_log(out_dir: str | Path, log_name: str, *, force: bool) -> Iterator[boo
         return
     (out_dir / ".done").unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out_dir)
     handler = add_file_log(out_dir / "log" / log_name)
     try:
         yield True

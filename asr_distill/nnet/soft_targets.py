@@ -49,7 +49,14 @@ from tqdm import tqdm
 
 from asr_distill.errors import InputError
 from asr_distill.features.framestore import FrameStore
-from asr_distill.io import atomic_open, atomic_path, is_done, mark_done
+from asr_distill.io import (
+    atomic_open,
+    atomic_path,
+    check_free_space,
+    is_done,
+    mark_done,
+    remove_stale_temps,
+)
 from asr_distill.io.npy import load_npy_checked
 from asr_distill.io.step import read_done_meta
 from asr_distill.nnet.ensemble import COMBINES, Ensemble, model_digest
@@ -98,14 +105,6 @@ def _member_key(digests: Sequence[str], weights: Sequence[float]) -> list[tuple[
 
 def _same_temperature(a: float, b: float) -> bool:
     return math.isclose(float(a), float(b), rel_tol=1e-9, abs_tol=0.0)
-
-
-def _remove_stale_temps(out_dir: Path) -> None:
-    """Temp files a SIGKILLed run left behind (atomic_path names them ``.<name>.*.tmp``)."""
-    for name in (PROBS_FILE, INDICES_FILE, TAIL_FILE, META_FILE):
-        for stale in out_dir.glob(f".{name}.*.tmp"):
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
 
 
 def make_soft_targets(
@@ -190,8 +189,10 @@ def make_soft_targets(
 
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / ".done").unlink(missing_ok=True)
-    _remove_stale_temps(out_dir)
+    remove_stale_temps(out_dir)
     n = store.features.shape[0]
+    check_free_space(out_dir, n * (top_k * 2 + (0 if dense else top_k * 4) + 4),
+                     "the soft-target cache")  # fmt: skip
     tail_sum = 0.0
     (out_dir / INDICES_FILE).unlink(missing_ok=True)  # a dense cache has none
     with contextlib.ExitStack() as stack:

@@ -95,9 +95,11 @@ def test_resume_recomputes_only_missing_job(tiny_data_dir: Path, tmp_path: Path)
     # Simulate a run killed after jobs 1 and 3 finished: job 2 and the done marker are gone.
     (out / ".done").unlink()
     (out / "data" / "raw_fbank.2.ark").unlink()
+    (out / "data" / ".raw_fbank.2.ark.q8z1.tmp").write_bytes(b"half an ark")  # its leftover
     mtime1 = (out / "data" / "raw_fbank.1.ark").stat().st_mtime_ns
     compute_features(tiny_data_dir, out, num_jobs=3)
     assert (out / "data" / "raw_fbank.1.ark").stat().st_mtime_ns == mtime1
+    assert not list(out.rglob(".*.tmp"))
     again = _feats(out)
     for utt in ref:
         np.testing.assert_array_equal(ref[utt], again[utt])

@@ -416,3 +416,22 @@ def test_cli_make_frame_store(tmp_path, utts):
     store = FrameStore(out)
     assert store.num_utts == len(utts) - 1 and store.num_pdfs == 64
     assert (out / "log" / "make-frame-store.log").is_file()
+
+
+def test_killed_run_temp_files_are_removed_and_a_full_disk_is_refused(tmp_path, utts,
+                                                                      monkeypatch):  # fmt: skip
+    out = tmp_path / "fs"
+    out.mkdir()
+    # What a SIGKILLed build leaves: atomic_path's temporaries, no done marker.
+    for name in (".feats.npy.k2j4.tmp", ".targets.npy.x9.tmp"):
+        (out / name).write_bytes(b"\0" * 64)
+    build_frame_store(out, utts, targets=make_targets(utts))
+    assert not list(out.glob(".*.tmp"))
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10**6, 10**6 - 100, 100))
+    with pytest.raises(InputError, match=r"fs2: the frame store needs .* GiB but only"):
+        build_frame_store(tmp_path / "fs2", utts)
+    assert not (tmp_path / "fs2" / "feats.npy").exists()

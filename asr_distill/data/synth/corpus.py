@@ -50,7 +50,7 @@ from asr_distill.data.synth.voices import (
     tool_versions,
 )
 from asr_distill.errors import InputError
-from asr_distill.io import atomic_open, is_done, mark_done
+from asr_distill.io import atomic_open, is_done, mark_done, remove_stale_temps
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ def make_synth_corpus(
     _write_json(out_dir / METADATA_FILE, {**_header(config), **identity, "complete": False})
     with atomic_open(out_dir / CONFIG_FILE) as f:
         yaml.safe_dump(config.to_json_dict(), f, sort_keys=True)
-    _remove_stale_temp_files(out_dir)
+    remove_stale_temps(out_dir)
 
     todo = [u for u in plan.utterances if not (out_dir / u.flac_relpath).is_file()]
     log.info(
@@ -265,14 +265,6 @@ def _remove_outputs(out_dir: Path) -> None:
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
-
-
-def _remove_stale_temp_files(out_dir: Path) -> None:
-    """Delete temporary files a killed run left behind (``.<name>.<random>.tmp``)."""
-    for split in SPLITS:
-        if (out_dir / split).is_dir():
-            for tmp in (out_dir / split).glob("*/*/.*.tmp"):
-                tmp.unlink()
 
 
 # --------------------------------------------------------------------------- synthesis
