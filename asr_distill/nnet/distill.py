@@ -139,8 +139,8 @@ class DistillObjective(Objective):
             self.name = "kd with the teachers' argmax as hard pseudo-labels"
         self.teachers: Ensemble | None = None
         self.cache = None
+        weights = None
         if config.teachers:
-            weights = None
             if config.weighting == "accuracy":
                 weights = accuracy_weights(read_member_accuracies(config.teachers)).tolist()
             self.teachers = Ensemble.load(config.teachers, combine=config.combine,
@@ -149,8 +149,11 @@ class DistillObjective(Objective):
             from asr_distill.nnet.soft_targets import SoftTargetCache
 
             self.cache = SoftTargetCache(config.soft_targets)
+            # The cache must hold the distribution the config asks for: same teachers,
+            # T, combination and member weights.
             self.cache.check(train_store, temperature=config.temperature,
-                             model_paths=config.teachers or None)  # fmt: skip
+                             model_paths=config.teachers or None, combine=config.combine,
+                             weighting=config.weighting, weights=weights)  # fmt: skip
 
     def priors(self) -> tuple[np.ndarray | None, str]:
         """The teachers' own priors (the labelled counts of the data they were trained

@@ -348,13 +348,18 @@ class SoftTargetCache:
         temperature: float,
         model_paths: Sequence[str | Path] | None = None,
         top_k: int | None = None,
+        combine: str | None = None,
+        weighting: str | None = None,
+        weights: Sequence[float] | None = None,
     ) -> None:
         """Refuse (:class:`InputError` naming meta.json) to feed a mismatched student.
 
         The cache must come from the same features (``feats_sha256`` and the number of
         frames of the whole store ``store`` views; a subset view of it is fine), at
         ``temperature``; when given, from the teachers ``model_paths`` (compared by the
-        sha256 of their weights, in any order) and with ``top_k`` kept.
+        sha256 of their weights, in any order) and with ``top_k`` kept; combined by the
+        ``combine`` mean with ``weighting`` (uniform or not) or exactly ``weights``
+        (member weights in ``model_paths`` order).
         """
         meta_path = self.path / META_FILE
         want_sha = store.meta.get("feats_sha256")
@@ -379,6 +384,21 @@ class SoftTargetCache:
             )
         if top_k is not None and top_k != self.top_k:
             raise InputError(f"soft targets keep top-{self.top_k}, asked for {top_k}", meta_path)
+        if combine is not None and self.meta.get("combine") != combine:
+            raise InputError(f"soft targets combine the teachers by the "
+                             f"{self.meta.get('combine')} mean, training asks for {combine}",
+                             meta_path)  # fmt: skip
+        cached = [float(w) for w in self.meta.get("weights", [])]
+        uniform = all(math.isclose(w, 1.0 / len(cached), rel_tol=1e-6) for w in cached)
+        if weights is None and weighting is not None and (weighting == "uniform") != uniform:
+            how = "uniformly" if uniform else "by accuracy"
+            raise InputError(f"soft targets weight the teachers {how}, training asks for "
+                             f"{weighting} weights", meta_path)  # fmt: skip
+        if weights is not None and model_paths is not None:
+            want_key = _member_key([model_digest(p) for p in model_paths], weights)
+            if want_key != _member_key(self.member_digests, cached):
+                raise InputError("soft targets weight the teachers otherwise than training "
+                                 f"asks ({weighting} weights)", meta_path)  # fmt: skip
         if model_paths is not None:
             want = sorted(model_digest(p) for p in model_paths)
             if want != sorted(self.member_digests):

@@ -289,3 +289,22 @@ def test_out_of_range_pdf_ids_in_a_damaged_cache_are_refused_on_open(setup, tmp_
     del idx
     with pytest.raises(InputError, match=r"indices\.npy: pdf-ids 0\.\.10000 outside"):
         SoftTargetCache(out)
+
+
+def test_distill_refuses_a_cache_of_another_combination(setup, tmp_path):
+    """--soft-targets with another combine or weighting than the cache's: refused, never
+    the cache's distribution silently."""
+    from asr_distill.nnet.distill import DistillConfig, DistillObjective
+
+    out = tmp_path / "soft"
+    make_soft_targets(setup["store"], setup["members"], out, temperature=T, top_k=3,
+                      combine="geometric", progress=False)  # fmt: skip
+    store = FrameStore(setup["store"])
+    ok = DistillConfig(soft_targets=str(out), temperature=T, combine="geometric")
+    DistillObjective(ok, store)
+    with pytest.raises(InputError, match="geometric mean, training asks for arithmetic"):
+        DistillObjective(DistillConfig(soft_targets=str(out), temperature=T), store)
+    with pytest.raises(InputError, match="uniformly, training asks for accuracy"):
+        conf = DistillConfig(soft_targets=str(out), temperature=T, combine="geometric",
+                             weighting="accuracy")  # fmt: skip
+        DistillObjective(conf, store)
