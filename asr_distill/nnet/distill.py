@@ -135,6 +135,8 @@ class DistillObjective(Objective):
         self.c = config
         self.store = train_store
         self.name = f"{config.method} T={config.temperature:g}"
+        # FitNets' hint stage trains the lower layers and the regressor only.
+        self.unused_parameters = config.method == "fitnets" and config.hint_epochs > 0
         if config.pseudo_labels:
             self.name = "kd with the teachers' argmax as hard pseudo-labels"
         self.teachers: Ensemble | None = None

@@ -241,6 +241,9 @@ class Objective:
 
     labelled_only: bool = True
     name: str = "cross-entropy"
+    # Some parameters get no gradient in some steps (FitNets' hint stage): DDP must
+    # look for them (find_unused_parameters), at some cost per step.
+    unused_parameters: bool = False
 
     def setup(self, student: SpliceDnn, device: torch.device) -> None:
         return None
@@ -307,6 +310,10 @@ def train_dnn(
         if handler is not None:
             logging.getLogger().removeHandler(handler)
             handler.close()
+        if d.world_size > 1 and dist.is_initialized():
+            # Left to the interpreter's exit, gloo's threads can abort a rank (SIGABRT)
+            # after the run has finished.
+            dist.destroy_process_group()
 
 
 def _load_checkpoint(path: Path) -> dict | None:
@@ -448,8 +455,9 @@ def _train(
     train_model: nn.Module = trainable
     if d.world_size > 1:
         train_model = nn.parallel.DistributedDataParallel(
-            trainable, device_ids=[device.index] if device.type == "cuda" else None
-        )
+            trainable, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=objective.unused_parameters,
+        )  # fmt: skip
     if config.compile:
         train_model = torch.compile(train_model)
 

@@ -182,3 +182,23 @@ def test_distill_resume_with_other_teachers_or_temperature_is_refused(toy, tmp_p
     assert (exp / "distill.yaml").read_text() == recorded  # still says what ran
     assert main([*args, *[a for p in paths for a in ("--teacher", p)], *data]) == 0
     assert (exp / ".done").is_file()
+
+
+def test_fitnets_under_torchrun_with_two_processes(toy, tmp_path):
+    """The hint stage leaves the student's top layers without gradient: DDP must be told
+    (find_unused_parameters), or it fails at the second step."""
+    import os
+    import subprocess
+    import sys
+
+    exp = tmp_path / "fitnets"
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+                "--master-port", str(29600 + os.getpid() % 1000)]  # fmt: skip
+    args = ["-m", "asr_distill", "distill", "--method", "fitnets", "--hint-epochs", "1",
+            "--epochs", "2", *TINY, *[a for p in teachers(toy) for a in ("--teacher", p)],
+            str(toy / "train"), str(toy / "dev"), str(exp)]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([*torchrun, *args], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "2 process(es)" in (exp / "log" / "train.log").read_text()
+    assert (exp / ".done").is_file()
