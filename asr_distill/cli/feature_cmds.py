@@ -24,7 +24,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", help="YAML file of FeatureConfig options")
     p.add_argument("--num-mel-bins", type=int, default=None)
     p.add_argument("--num-ceps", type=int, default=None)
-    p.add_argument("--sample-rate", type=int, default=None, help="resample to this (16000)")
+    p.add_argument("--sample-rate", type=int, default=None, help="features' rate (16000)")
+    p.add_argument(
+        "--resample", action="store_true", default=None,
+        help="resample audio at another rate (default: such audio is an error)",
+    )  # fmt: skip
     p.add_argument("--dither", type=float, default=None)
     p.add_argument(
         "--channel",
@@ -52,6 +56,7 @@ def _compute(args: argparse.Namespace) -> int:
         sample_rate=args.sample_rate,
         dither=args.dither,
         channel=args.channel,
+        resample=args.resample,
     )
     summary = compute_features(
         args.data_dir,

@@ -170,7 +170,10 @@ def write_data_dir(data: DataDir, path: str | Path) -> Path:
     if data.segments is not None:
         write_table(
             path / "segments",
-            {u: f"{s.recording} {s.start_s:.2f} {s.end_s:.2f}" for u, s in data.segments.items()},
+            {
+                u: f"{s.recording} {_seconds(s.start_s)} {_seconds(s.end_s)}"
+                for u, s in data.segments.items()
+            },
         )
     if data.utt2dur is not None:
         write_table(path / "utt2dur", {u: f"{d:.3f}" for u, d in data.utt2dur.items()})
@@ -179,6 +182,35 @@ def write_data_dir(data: DataDir, path: str | Path) -> Path:
     if data.cmvn_scp is not None:
         write_table(path / "cmvn.scp", data.cmvn_scp)
     return path
+
+
+def _seconds(x: float) -> str:
+    """A segment time as written: the shortest text that reads back as the same float
+    (12.345 stays 12.345, -1 stays -1), never rounded to a fixed precision."""
+    return str(int(x)) if x == int(x) else repr(x)
+
+
+def check_coverage(data: DataDir, path: str | Path) -> None:
+    """Every utterance of ``utt2spk`` has a transcript and every transcript an utterance;
+    without ``segments``, ``wav.scp`` holds exactly the utterances. Otherwise an
+    :class:`InputError` names the file, line and the first stray key: a step must not
+    drop entries silently."""
+    path = Path(path)
+    utts = data.utt2spk
+    for lineno, utt in enumerate(data.text, start=1):
+        if utt not in utts:
+            raise InputError(f"utterance {utt!r} has a transcript but is not in utt2spk",
+                             path / "text", lineno)  # fmt: skip
+    missing = [u for u in utts if u not in data.text]
+    if missing:
+        raise InputError(f"{len(missing)} utterance(s) of utt2spk have no transcript, e.g. "
+                         f"{missing[0]!r}", path / "text")  # fmt: skip
+    if data.segments is None:
+        for lineno, rec in enumerate(data.wav_scp, start=1):
+            if rec not in utts:
+                raise InputError(f"recording {rec!r} is not an utterance of utt2spk (and "
+                                 "there is no segments file)", path / "wav.scp",
+                                 lineno)  # fmt: skip
 
 
 def _keys_in_file_order(path: Path) -> list[str]:

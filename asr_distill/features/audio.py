@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import subprocess
 
 import numpy as np
@@ -29,6 +30,34 @@ class AudioSource:
     scp_path: str
     line: int
     recording: str
+    segments_path: str | None = None  # the segments file and line of a segment, if any
+    segments_line: int | None = None
+
+
+# Kaldi's extract-segments --max-overshoot: a segment may end this far past the end of its
+# audio (cut there, with a warning); further is an error.
+MAX_OVERSHOOT_S = 0.5
+
+
+def _riff_shortfall(target: io.BytesIO | str) -> int:
+    """Bytes a RIFF/WAVE file's header promises beyond what the file holds (0 if none,
+    or not a WAV, or a streamed header of unknown length): libsndfile reads a truncated
+    WAV without a word, as if it were shorter."""
+    if isinstance(target, str):
+        try:
+            with open(target, "rb") as f:
+                head = f.read(12)
+            size = os.path.getsize(target)
+        except OSError:
+            return 0  # libsndfile reports it
+    else:
+        head, size = target.getvalue()[:12], len(target.getvalue())
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return 0
+    riff = int.from_bytes(head[4:8], "little")
+    if riff == 0 or riff >= 0x7FFF0000:  # streamed (pipes): length unknown when written
+        return 0
+    return max(0, riff + 8 - size)
 
 
 def _open_bytes(rxfilename: str, source: AudioSource) -> io.BytesIO | str:
@@ -54,17 +83,27 @@ def read_audio(
     sample_rate: int = 16000,
     channel: int | None = None,
     segment: Segment | None = None,
+    resample: bool = False,
+    notes: list[str] | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Read one recording (or a segment) as mono float32 ``(num_samples,)`` + its file's rate.
 
     Values are in the int16 range (a full-scale sine peaks near 32767), which is
-    what Kaldi's feature extractors expect. Audio at another rate is resampled to
-    ``sample_rate``. Multi-channel audio is an error naming the file unless
-    ``channel`` (0-based) is given. Unreadable or empty audio raises
-    :class:`InputError` naming the scp file, line and audio file.
+    what Kaldi's feature extractors expect. Audio at another rate is an error unless
+    ``resample`` (then resampled to ``sample_rate``). Multi-channel audio is an error
+    naming the file unless ``channel`` (0-based) is given. Unreadable or empty audio
+    raises :class:`InputError` naming the scp file, line and audio file; so does a
+    segment that ends more than ``MAX_OVERSHOOT_S`` past its audio (naming the segments
+    line). What is read anyway but deserves a warning (a WAV shorter than its header
+    says, a segment cut at the end of its audio) is appended to ``notes``.
     """
     target = _open_bytes(rxfilename, source)
     name = rxfilename if isinstance(target, str) else f"output of {rxfilename!r}"
+    short = _riff_shortfall(target)
+    if short and notes is not None:
+        notes.append(f"audio {name} is truncated: its header promises {short} more bytes")
+    where = (source.scp_path, source.line)
+    seg_where = (source.segments_path, source.segments_line) if source.segments_path else where
     try:
         with sf.SoundFile(target) as f:
             rate = f.samplerate
@@ -74,9 +113,22 @@ def read_audio(
             frames = -1
             if segment is not None:
                 start = round(segment.start_s * rate)
+                if start >= f.frames:
+                    raise InputError(f"segment starts at {segment.start_s} s, after the end "
+                                     f"of its audio {name} ({f.frames / rate:.3f} s)",
+                                     *seg_where)  # fmt: skip
                 if segment.end_s != -1:
-                    frames = round(segment.end_s * rate) - start
-                f.seek(min(start, f.frames))
+                    end = round(segment.end_s * rate)
+                    over = (end - f.frames) / rate
+                    if over > MAX_OVERSHOOT_S:
+                        raise InputError(f"segment ends at {segment.end_s} s, {over:.3f} s "
+                                         f"past the end of its audio {name}",
+                                         *seg_where)  # fmt: skip
+                    if over > 0 and notes is not None:
+                        notes.append(f"segment ends {over:.3f} s past the end of its audio "
+                                     f"{name}; cut there")  # fmt: skip
+                    frames = min(end, f.frames) - start
+                f.seek(start)
             is_int = subtype.startswith("PCM_") and subtype not in ("PCM_U8",)
             data = f.read(
                 frames=frames, dtype="int16" if subtype == "PCM_16" else "float32", always_2d=True
@@ -108,5 +160,9 @@ def read_audio(
         if not is_int and not torch.isfinite(wave).all():
             raise InputError(f"audio {name} has non-finite samples", source.scp_path, source.line)
     if rate != sample_rate:
+        if not resample:
+            raise InputError(f"audio {name} is sampled at {rate} Hz, the features at "
+                             f"{sample_rate} Hz: resample it (compute-feats --resample) or "
+                             "set --sample-rate", *where)  # fmt: skip
         wave = AF.resample(wave, rate, sample_rate)
     return wave, rate

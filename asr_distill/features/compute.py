@@ -22,7 +22,14 @@ import torch
 from tqdm import tqdm
 
 from asr_distill.config import save_config
-from asr_distill.data.kaldi_dir import DataDir, Segment, read_data_dir, write_data_dir, write_table
+from asr_distill.data.kaldi_dir import (
+    DataDir,
+    Segment,
+    check_coverage,
+    read_data_dir,
+    write_data_dir,
+    write_table,
+)
 from asr_distill.errors import InputError
 from asr_distill.features.audio import AudioSource, read_audio
 from asr_distill.io import atomic_open, atomic_path, is_done, mark_done, remove_stale_temps
@@ -42,6 +49,8 @@ class FeatureConfig:
     dither: 0.0 (Kaldi's default is 1.0, which makes features random; 0 keeps runs
     reproducible and equal to a reference computation).
     channel: which channel of multi-channel audio to use (None: such audio is an error).
+    resample: resample audio at another rate than ``sample_rate`` (False: an error, since
+    a wrongly sampled corpus usually means a wrong file or setting).
     """
 
     kind: str = "fbank"
@@ -57,6 +66,7 @@ class FeatureConfig:
     use_energy: bool = False  # [--use-energy]
     cepstral_lifter: float = 22.0  # [--cepstral-lifter], mfcc only
     channel: int | None = None
+    resample: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in FEATURE_KINDS:
@@ -134,8 +144,10 @@ def _run_job(
     stats: dict[str, list] = {}
     skipped: dict[str, str] = {}
     resampled = 0
+    warnings: dict[str, str] = {}
     with atomic_path(ark) as tmp, open(tmp, "wb") as f:
         for item in items:
+            notes: list[str] = []
             try:
                 wave, rate = read_audio(
                     item.rxfilename,
@@ -143,6 +155,8 @@ def _run_job(
                     sample_rate=config.sample_rate,
                     channel=config.channel,
                     segment=item.segment,
+                    resample=config.resample,
+                    notes=notes,
                 )
                 if wave.numel() < config.sample_rate * config.frame_length_ms / 1000:
                     raise InputError(
@@ -159,6 +173,8 @@ def _run_job(
                     _progress_queue.put(1)
                 continue
             resampled += int(rate != config.sample_rate)
+            if notes:
+                warnings[item.utt] = "; ".join(notes)
             mat = feats.numpy().astype(np.float32, copy=False)  # (T, D)
             scp[item.utt] = write_ark_entry(f, ark, item.utt, mat)
             m64 = mat.astype(np.float64)
@@ -176,6 +192,7 @@ def _run_job(
         "stats": stats,
         "skipped": skipped,
         "resampled": resampled,
+        "warnings": warnings,
     }
     with atomic_open(_job_state_path(ark_dir, config.kind, job)) as fj:
         json.dump(state, fj)
@@ -183,18 +200,22 @@ def _run_job(
 
 
 def _items(data: DataDir, data_dir: Path) -> list[_Item]:
-    lines = {rec: i for i, rec in enumerate(sorted(data.wav_scp), start=1)}
-    scp_path = str(data_dir / "wav.scp")
+    # Line numbers as in the files (the tables keep their file order).
+    lines = {rec: i for i, rec in enumerate(data.wav_scp, start=1)}
+    seg_lines = {u: i for i, u in enumerate(data.segments or {}, start=1)}
+    scp_path, seg_path = str(data_dir / "wav.scp"), str(data_dir / "segments")
     out = []
     for utt in data.utt_ids:
         rec = data.recording_of(utt)
         if rec not in data.wav_scp:
             raise InputError(
                 f"recording {rec!r} of utterance {utt!r} is not in wav.scp",
-                data_dir / ("segments" if data.segments else "wav.scp"),
-            )
+                data_dir / ("segments" if data.segments else "wav.scp"), seg_lines.get(utt),
+            )  # fmt: skip
         seg = data.segments[utt] if data.segments is not None else None
-        out.append(_Item(utt, data.wav_scp[rec], seg, AudioSource(scp_path, lines[rec], rec)))
+        source = AudioSource(scp_path, lines[rec], rec, seg_path if seg else None,
+                             seg_lines.get(utt))  # fmt: skip
+        out.append(_Item(utt, data.wav_scp[rec], seg, source))
     return out
 
 
@@ -234,6 +255,7 @@ def compute_features(
     if force and (out_dir / ".done").exists():
         (out_dir / ".done").unlink()
     data = read_data_dir(data_dir)
+    check_coverage(data, data_dir)  # nothing in wav.scp or text is dropped silently
     items = _items(data, data_dir)
     if not items:
         raise InputError("data directory has no utterances", data_dir)
@@ -288,12 +310,22 @@ def compute_features(
     scp: dict[str, str] = {}
     skipped: dict[str, str] = {}
     stats: dict[str, list] = {}
+    warnings: dict[str, str] = {}
     resampled = 0
     for state in states.values():
         scp.update(state["scp"])
         skipped.update(state["skipped"])
         stats.update(state["stats"])
+        warnings.update(state.get("warnings", {}))
         resampled += state["resampled"]
+    (out_dir / "warnings.txt").unlink(missing_ok=True)
+    if warnings:  # read anyway, but not as they should be: counted and listed
+        with atomic_open(out_dir / "warnings.txt") as f:
+            for utt in sorted(warnings):
+                f.write(f"{utt} {warnings[utt]}\n")
+        log.warning("%d utterance(s) read with a warning (truncated audio, a segment cut "
+                    "at the end of its audio), listed in %s: %s", len(warnings),
+                    out_dir / "warnings.txt", next(iter(sorted(warnings.items()))))  # fmt: skip
     if skipped:
         with atomic_open(out_dir / "skipped.txt") as f:
             for utt in sorted(skipped):

@@ -128,10 +128,12 @@ def _single_utt_dir(
     return write_data_dir(data, root / "data")
 
 
-def test_resamples_non_16k_audio(tmp_path: Path):
+def test_resamples_non_16k_audio_only_when_asked(tmp_path: Path):
     wave8k = make_wave(1, 0.5, sample_rate=8000)
     d = _single_utt_dir(tmp_path, wave8k, rate=8000)
-    summary = compute_features(d, tmp_path / "out")
+    with pytest.raises(InputError, match=r"wav.scp:1: audio .*a.wav is sampled at 8000 Hz"):
+        compute_features(d, tmp_path / "out")
+    summary = compute_features(d, tmp_path / "out", FeatureConfig(resample=True))
     assert summary.num_resampled == 1
     feats = _feats(tmp_path / "out")
     # 0.5 s at 16 kHz with 25 ms / 10 ms frames: 1 + (8000 - 400) // 160 = 48 frames.
@@ -201,3 +203,65 @@ def test_pipe_and_segments(tiny_data_dir: Path, tmp_path: Path):
     ref = kaldi.fbank(torch.from_numpy(part).unsqueeze(0), num_mel_bins=40, dither=0.0)
     np.testing.assert_allclose(feats["s1-y"], ref.numpy(), rtol=1e-5, atol=1e-6)
     shutil.rmtree(tmp_path / "out")
+
+
+def test_stray_entries_are_an_error_not_dropped(tmp_path: Path):
+    """wav.scp / text entries without an utterance in utt2spk, or an utterance without
+    a transcript: refused, naming the file and the entry's line in the file."""
+    d = _single_utt_dir(tmp_path, make_wave(1, 0.5))
+    wav = (d / "wav.scp").read_text()
+    (d / "wav.scp").write_text(wav + f"s1-c {tmp_path / 'b.wav'}\n")
+    with pytest.raises(InputError, match=r"wav.scp:3: recording 's1-c' is not an utterance"):
+        compute_features(d, tmp_path / "out")
+    (d / "wav.scp").write_text(wav)
+    (d / "text").write_text("s1-a A\n")
+    with pytest.raises(InputError, match=r"text: 1 utterance\(s\) of utt2spk have no transcript"):
+        compute_features(d, tmp_path / "out")
+    assert not (tmp_path / "out" / ".done").exists()
+
+
+def test_bad_entry_is_named_by_its_line_in_the_file_not_its_sorted_place(tmp_path: Path):
+    d = _single_utt_dir(tmp_path, None, raw_bytes=b"not audio")
+    lines = (d / "wav.scp").read_text().splitlines()  # s1-a (bad) then s1-b
+    (d / "wav.scp").write_text("\n".join(reversed(lines)) + "\n")  # unsorted: s1-a on line 2
+    with pytest.raises(InputError, match=r"wav.scp:2: cannot read audio"):
+        compute_features(d, tmp_path / "out")
+
+
+def test_truncated_wav_and_overshooting_segments_warn_count_or_fail(tmp_path: Path):
+    d = _single_utt_dir(tmp_path, make_wave(1, 1.0))
+    wav = tmp_path / "a.wav"
+    data = wav.read_bytes()
+    wav.write_bytes(data[: len(data) * 3 // 4])  # header still says 1 s
+    summary = compute_features(d, tmp_path / "out")
+    assert summary.num_utts == 2
+    warned = (tmp_path / "out" / "warnings.txt").read_text()
+    assert warned.startswith("s1-a audio ") and "truncated" in warned
+    # Segments: a little past the end is cut there (listed); far past is an error
+    # naming the segments line; times keep their precision when written back.
+    from asr_distill.data.kaldi_dir import Segment
+
+    full = read_data_dir(d)
+    seg = DataDir({"rec": str(tmp_path / "b.wav")}, {"s1-x": "A", "s1-y": "B"},
+                  {"s1-x": "s1", "s1-y": "s1"})  # fmt: skip
+    seg.segments = {"s1-x": Segment("rec", 0.125, 0.3337), "s1-y": Segment("rec", 0.3, 0.6)}
+    sd = write_data_dir(seg, tmp_path / "seg")
+    assert "s1-x rec 0.125 0.3337" in (sd / "segments").read_text()
+    assert full  # b.wav is 0.5 s long
+    seg.segments["s1-y"] = Segment("rec", 0.3, 0.7)
+    write_data_dir(seg, sd)
+    compute_features(sd, tmp_path / "out_seg")
+    assert "past the end" in (tmp_path / "out_seg" / "warnings.txt").read_text()
+    seg.segments["s1-y"] = Segment("rec", 0.3, 1.2)
+    write_data_dir(seg, sd)
+    with pytest.raises(InputError, match=r"segments:2: segment ends at 1.2 s, 0.700 s past"):
+        compute_features(sd, tmp_path / "out_seg2")
+
+
+def test_failing_pipe_command_names_the_scp_line(tmp_path: Path):
+    d = _single_utt_dir(tmp_path, make_wave(1, 0.5))
+    lines = (d / "wav.scp").read_text().splitlines()
+    lines[0] = "s1-a sh -c 'echo no such recording >&2; exit 3' |"
+    (d / "wav.scp").write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match=r"wav.scp:1: command for 's1-a' failed \(3\).*no such"):
+        compute_features(d, tmp_path / "out")
