@@ -64,15 +64,11 @@ def model_digest(path_stem: str | Path) -> str:
 
 
 def read_member_accuracies(paths: Sequence[str]) -> list[float]:
-    """Each teacher's best dev frame accuracy, from its exp dir's ``train_curve.csv``."""
-    accs = []
-    for p in paths:
-        curve = Path(p).parent / "train_curve.csv"
-        if not curve.is_file():
-            raise InputError("missing (needed for --weighting accuracy)", curve)
-        rows = curve.read_text().splitlines()[1:]
-        accs.append(max(float(r.split(",")[6]) for r in rows))
-    return accs
+    """Each teacher's best dev frame accuracy, from its exp dir's ``train_curve.csv``
+    (needed for ``--weighting accuracy``)."""
+    from asr_distill.nnet.curve import best_dev_frame_acc
+
+    return [best_dev_frame_acc(Path(p).parent)[0] for p in paths]
 
 
 class Ensemble(torch.nn.Module):

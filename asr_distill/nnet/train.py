@@ -33,14 +33,12 @@ from asr_distill.errors import InputError
 from asr_distill.features.framestore import FEATS_FILE, TARGETS_FILE, FrameStore
 from asr_distill.io import atomic_open, atomic_path, file_sha256, is_done, mark_done
 from asr_distill.logging_setup import add_file_log
+from asr_distill.nnet.curve import CURVE_FIELDS, CURVE_FILE
 from asr_distill.nnet.model import DnnConfig, SpliceDnn
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "checkpoint.pt"
-CURVE_FILE = "train_curve.csv"
-CURVE_FIELDS = ["epoch", "step", "lr", "train_loss", "train_frame_acc", "dev_loss",
-                "dev_frame_acc", "seconds"]  # fmt: skip
 
 
 @dataclasses.dataclass

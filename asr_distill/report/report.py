@@ -30,6 +30,7 @@ from pathlib import Path
 import yaml
 
 from asr_distill.io import atomic_open, atomic_path
+from asr_distill.nnet.curve import CURVE_FILE, read_train_curve
 
 log = logging.getLogger(__name__)
 
@@ -111,12 +112,10 @@ class _Reader:
         return statistics.fmean(accs), statistics.stdev(accs), len(accs)
 
     def curve(self, rel: str) -> list[tuple[int, float]]:
-        path = self.exp / rel / "train_curve.csv"
-        if not path.is_file():
-            self.missing.append(f"{rel}/train_curve.csv")
+        if not (self.exp / rel / CURVE_FILE).is_file():
+            self.missing.append(f"{rel}/{CURVE_FILE}")
             return []
-        with open(path, encoding="utf-8") as f:
-            return [(int(r["epoch"]), float(r["dev_frame_acc"])) for r in csv.DictReader(f)]
+        return [(int(r["epoch"]), r["dev_frame_acc"]) for r in read_train_curve(self.exp / rel)]
 
 
 def _fmt(x: float | None) -> str:

@@ -11,6 +11,7 @@ import yaml
 
 from asr_distill.cli import main
 from asr_distill.features.framestore import FrameStore, build_frame_store
+from asr_distill.nnet.curve import best_dev_frame_acc
 from asr_distill.nnet.distill import DistillConfig, DistillObjective
 from asr_distill.nnet.ensemble import Ensemble
 from asr_distill.nnet.model import SpliceDnn
@@ -40,8 +41,7 @@ def teachers(root: Path) -> list[str]:
 
 
 def best_dev_acc(exp: Path) -> float:
-    rows = (exp / "train_curve.csv").read_text().splitlines()[1:]
-    return max(float(r.split(",")[6]) for r in rows)
+    return best_dev_frame_acc(exp)[0]
 
 
 def test_members_differ_in_seed_and_ensemble_beats_mean_member(toy, capsys):

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 from asr_distill.features.framestore import build_frame_store
+from asr_distill.nnet.curve import best_dev_frame_acc, read_train_curve
 from asr_distill.nnet.model import DnnConfig, SpliceDnn
 from asr_distill.nnet.train import ScheduleState, TrainConfig, end_of_epoch, train_dnn
 
@@ -98,9 +99,8 @@ def test_training_learns_and_writes_its_files(stores, tmp_path):
     train, dev = stores
     exp = tmp_path / "exp"
     model = train_dnn(train, dev, exp, TrainConfig(**TINY), progress=False)
-    rows = (exp / "train_curve.csv").read_text().splitlines()
-    assert rows[0].startswith("epoch,step,lr,train_loss")
-    dev_acc = [float(r.split(",")[6]) for r in rows[1:]]
+    assert (exp / "train_curve.csv").read_text().startswith("epoch,step,lr,train_loss")
+    dev_acc = [r["dev_frame_acc"] for r in read_train_curve(exp)]
     assert len(dev_acc) == 4 and max(dev_acc) > 80.0  # chance is 20 %
     for name in ("final.safetensors", "final.yaml", "last.safetensors", "config.yaml", ".done"):
         assert (exp / name).is_file(), name
@@ -119,8 +119,7 @@ def test_dropout_only_while_training_and_kept_in_the_model(stores, tmp_path):
     torch.testing.assert_close(model(x), model(x))  # eval mode: no dropout
     model.train()
     assert not torch.equal(model(x), model(x))
-    curve = (tmp_path / "exp" / "train_curve.csv").read_text().splitlines()[1:]
-    assert max(float(r.split(",")[6]) for r in curve) > 80.0
+    assert best_dev_frame_acc(tmp_path / "exp")[0] > 80.0
 
 
 def test_divergence_stops_with_a_clear_error(stores, tmp_path):
@@ -169,8 +168,9 @@ def test_sigkill_mid_epoch_then_rerun_equals_uninterrupted(stores, tmp_path):
     assert a.keys() == b.keys()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
-    assert (ref / "train_curve.csv").read_text().split("\n")[1].split(",")[:7] == \
-        (killed / "train_curve.csv").read_text().split("\n")[1].split(",")[:7]  # fmt: skip
+    drop_time = [{k: v for k, v in r.items() if k != "seconds"} for r in read_train_curve(ref)]
+    assert drop_time == [{k: v for k, v in r.items() if k != "seconds"}
+                         for r in read_train_curve(killed)]  # fmt: skip
 
 
 def test_ddp_two_processes_match_one(stores, tmp_path):

@@ -61,10 +61,11 @@ wait
 printf '%-34s %8s %8s\n' run "dev acc" "(epoch)"
 for r in "${runs[@]}"; do
   name=${r%%|*}
-  python3 - "$sweep/$name/train_curve.csv" "$name" <<'PY'
-import csv, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
-pick = rows[-1] if "small_soft" in sys.argv[2] else max(rows, key=lambda r: float(r["dev_frame_acc"]))
-print(f"{sys.argv[2]:<34} {float(pick['dev_frame_acc']):8.2f} {pick['epoch']:>8}")
+  python3 - "$sweep/$name" "$name" <<'PY'
+import sys
+from asr_distill.nnet.curve import read_train_curve
+rows = read_train_curve(sys.argv[1])
+pick = rows[-1] if "small_soft" in sys.argv[2] else max(rows, key=lambda r: r["dev_frame_acc"])
+print(f"{sys.argv[2]:<34} {pick['dev_frame_acc']:8.2f} {pick['epoch']:>8}")
 PY
 done

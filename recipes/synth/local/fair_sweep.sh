@@ -91,10 +91,10 @@ wait
 printf '%-10s %-28s %8s %6s\n' group run "dev acc" epoch
 for r in "${runs[@]}"; do
   IFS="|" read -r group name _ _ <<< "$r"
-  python3 - "$sweep/${group}_$name/train_curve.csv" "$group" "$name" <<'PY'
-import csv, sys
-rows = list(csv.DictReader(open(sys.argv[1])))
-best = max(rows, key=lambda r: float(r["dev_frame_acc"]))
-print(f"{sys.argv[2]:<10} {sys.argv[3]:<28} {float(best['dev_frame_acc']):8.2f} {best['epoch']:>6}")
+  python3 - "$sweep/${group}_$name" "$group" "$name" <<'PY'
+import sys
+from asr_distill.nnet.curve import best_dev_frame_acc
+acc, epoch = best_dev_frame_acc(sys.argv[1])
+print(f"{sys.argv[2]:<10} {sys.argv[3]:<28} {acc:8.2f} {epoch:>6}")
 PY
 done
