@@ -42,13 +42,9 @@ else
   : "${train_set:=train-clean-100}" "${dev_set:=dev-clean}" "${test_set:=test-clean}"
 fi
 for f in "$conf" "$dnn_conf"; do [ -f "$f" ] || { echo "$0: no config $f" >&2; exit 1; }; done
-lm_file=$(yaml_get "$conf" lm_file)
-mono_shortest=$(yaml_get "$conf" mono_shortest)
-mono_iters=$(yaml_get "$conf" mono_iters)
-mono_gauss=$(yaml_get "$conf" mono_gauss)
-tri1_leaves=$(yaml_get "$conf" tri1_leaves)
-tri1_gauss=$(yaml_get "$conf" tri1_gauss)
-tri1_iters=$(yaml_get "$conf" tri1_iters)
+vars=$(yaml_vars "$conf" lm_file mono_shortest mono_iters mono_gauss tri1_leaves \
+  tri1_gauss tri1_iters)
+eval "$vars"
 
 data=$work_dir/data
 exp=$work_dir/exp

@@ -8,38 +8,19 @@
 # keys read below must be in it).
 
 frames=$work_dir/frames
-lmwts=$(yaml_get "$conf" lmwts)
-gmm_beam=$(yaml_get "$conf" gmm_beam)
-gmm_max_active=$(yaml_get "$conf" gmm_max_active)
-dnn_lmwts=$(yaml_get "$conf" dnn_lmwts)
-dnn_beam=$(yaml_get "$conf" dnn_beam)
-dnn_max_active=$(yaml_get "$conf" dnn_max_active)
-ensemble_members=$(yaml_get "$conf" ensemble_members)
-ensemble_parallel=$(yaml_get "$conf" ensemble_parallel)
-temperatures=$(yaml_get "$conf" temperatures)
-soft_top_k=$(yaml_get "$conf" soft_top_k)
-hard_weight=$(yaml_get "$conf" hard_weight)
-distill_lr=$(yaml_get "$conf" distill_lr)
-# Students have their own dev-chosen schedule; $dnn_conf's is the baseline's and members'.
-student_schedule=$(yaml_get "$conf" student_schedule)
-student_epochs=$(yaml_get "$conf" student_epochs)
-student_parallel=$(yaml_get "$conf" student_parallel)  # students trained at once
-# Seeds of each distilled row (Table 1's distilled, transfer and pseudo-label students):
-# seed 0 is the student that is decoded; seeds 1..N-1 (dirs <name>_seed<s>) add frame
-# accuracies for the rows' mean +- std.
-student_seeds=$(yaml_get "$conf" student_seeds)
+# The preset's keys, read in one go. Students have their own dev-chosen schedule
+# (student_*; $dnn_conf's is the baseline's and members'); student_parallel students
+# train at once. Seeds of each distilled row (Table 1's distilled, transfer and
+# pseudo-label students): seed 0 is the student that is decoded; seeds 1..N-1 (dirs
+# <name>_seed<s>) add frame accuracies for the rows' mean +- std. The exp dir names
+# below are the ones `asr-distill report` reads (asr_distill/report/report.py lists them).
+vars=$(yaml_vars "$conf" lmwts gmm_beam gmm_max_active dnn_lmwts dnn_beam dnn_max_active \
+  ensemble_members ensemble_parallel temperatures soft_top_k hard_weight distill_lr \
+  student_schedule student_epochs student_parallel student_seeds small_fraction \
+  small_epochs small_lr small_temperature small_hard_weight transfer_speeds \
+  transfer_temperature transfer_hard_weight transfer_lr pseudo_lr transfer_epochs)
+eval "$vars"
 extra_seeds=$(seq 1 $((student_seeds - 1)))
-small_fraction=$(yaml_get "$conf" small_fraction)
-small_epochs=$(yaml_get "$conf" small_epochs)
-small_lr=$(yaml_get "$conf" small_lr)
-small_temperature=$(yaml_get "$conf" small_temperature)
-small_hard_weight=$(yaml_get "$conf" small_hard_weight)
-transfer_speeds=$(yaml_get "$conf" transfer_speeds)
-transfer_temperature=$(yaml_get "$conf" transfer_temperature)
-transfer_hard_weight=$(yaml_get "$conf" transfer_hard_weight)
-transfer_lr=$(yaml_get "$conf" transfer_lr)
-pseudo_lr=$(yaml_get "$conf" pseudo_lr)
-transfer_epochs=$(yaml_get "$conf" transfer_epochs)
 
 if run_stage 7; then
   log "Stage 7: tri1 alignments of train/dev/test (the DNN targets); mono vs tri1 on dev"
@@ -119,23 +100,21 @@ if run_stage 13; then
   log "Stage 13: teacher ensemble of $ensemble_members DNNs (seeds 1..$ensemble_members)"
   asr-distill train-ensemble --members "$ensemble_members" --parallel "$ensemble_parallel" \
     --config "$dnn_conf" --no-progress "$frames/train" "$frames/dev" "$exp/ensemble"
-  mapfile -t members < "$exp/ensemble/members.txt"
-  teachers=(); for m in "${members[@]}"; do teachers+=(--teacher "$m"); done
+  load_teachers "$exp"
   asr-distill ensemble-accuracy "${teachers[@]}" "$exp/ensemble/accuracy.yaml" \
     "$frames/dev" "$frames/test"
 fi
 
 if run_stage 14; then
   log "Stage 14: decode with the ensemble (posteriors averaged)"
-  mapfile -t members < "$exp/ensemble/members.txt"
+  load_teachers "$exp"
   decode_dnn ensemble "${members[@]}"
 fi
 
 if run_stage 15; then
   cache_kind="top-$soft_top_k"; [ "$soft_top_k" = 0 ] && cache_kind="dense"
   log "Stage 15: distillation from the ensemble at T in {$temperatures} ($cache_kind cache)"
-  mapfile -t members < "$exp/ensemble/members.txt"
-  teachers=(); for m in "${members[@]}"; do teachers+=(--teacher "$m"); done
+  load_teachers "$exp"
   distill_at() {  # T: the cache, the student, its frame accuracy and decoding
     local t=$1
     asr-distill make-soft-targets "${teachers[@]}" --temperature "$t" --top-k "$soft_top_k" \
@@ -192,8 +171,7 @@ fi
 if run_stage 17; then
   log "Stage 17: students of the transfer set: soft targets at T=$transfer_temperature, and" \
     "the control with the ensemble's argmax as hard pseudo-labels"
-  mapfile -t members < "$exp/ensemble/members.txt"
-  teachers=(); for m in "${members[@]}"; do teachers+=(--teacher "$m"); done
+  load_teachers "$exp"
   cache=$exp/soft_targets_transfer_T$transfer_temperature
   asr-distill make-soft-targets "${teachers[@]}" --temperature "$transfer_temperature" \
     --top-k "$soft_top_k" --no-progress "$frames/transfer" "$cache"

@@ -14,15 +14,33 @@ run_stage() {
 
 # yaml_get FILE KEY: print a top-level value of a YAML config (error if absent).
 yaml_get() {
-  python3 - "$1" "$2" <<'PY'
-import sys, yaml
-path, key = sys.argv[1], sys.argv[2]
+  yaml_vars "$1" "$2" | sed "s/^[^=]*=//; s/^'//; s/'\$//"
+}
+
+# yaml_vars FILE KEY...: shell assignments KEY='value' for top-level keys of a YAML config,
+# in one Python process (error naming the file and key if one is absent). Use as
+#   vars=$(yaml_vars "$conf" a b c); eval "$vars"
+# (an assignment, so that set -e stops at a missing key).
+yaml_vars() {
+  python3 - "$@" <<'PY'
+import shlex, sys, yaml
+path, keys = sys.argv[1], sys.argv[2:]
 with open(path, encoding="utf-8") as f:
     conf = yaml.safe_load(f) or {}
-if key not in conf:
-    sys.exit(f"{path}: no option {key!r}")
-print(conf[key])
+missing = [k for k in keys if k not in conf]
+if missing:
+    sys.exit(f"{path}: no option {missing[0]!r}")
+for k in keys:
+    print(f"{k}={shlex.quote(str(conf[k]))}")
 PY
+}
+
+# load_teachers EXP: the ensemble's members (EXP/ensemble/members.txt) as the arrays
+# members=(path...) and teachers=(--teacher path ...).
+load_teachers() {
+  mapfile -t members < "$1/ensemble/members.txt"
+  teachers=()
+  for m in "${members[@]}"; do teachers+=(--teacher "$m"); done
 }
 
 # wait_for_slot N: wait until fewer than N background jobs of this shell are running.

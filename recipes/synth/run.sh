@@ -20,16 +20,9 @@ recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 conf="$recipe_dir/conf/$preset.yaml"
 [ -f "$conf" ] || { echo "$0: no preset '$preset' ($conf)" >&2; exit 1; }
-corpus_hours=$(yaml_get "$conf" corpus_hours)
-corpus_seed=$(yaml_get "$conf" corpus_seed)
-transfer_hours=$(yaml_get "$conf" transfer_hours)
-lm_max_sentences=$(yaml_get "$conf" lm_max_sentences)
-lm_order=$(yaml_get "$conf" lm_order)
-mono_iters=$(yaml_get "$conf" mono_iters)
-mono_gauss=$(yaml_get "$conf" mono_gauss)
-tri1_leaves=$(yaml_get "$conf" tri1_leaves)
-tri1_gauss=$(yaml_get "$conf" tri1_gauss)
-tri1_iters=$(yaml_get "$conf" tri1_iters)
+vars=$(yaml_vars "$conf" corpus_hours corpus_seed transfer_hours lm_max_sentences \
+  lm_order mono_iters mono_gauss tri1_leaves tri1_gauss tri1_iters)
+eval "$vars"
 
 corpus=$work_dir/corpus
 data=$work_dir/data

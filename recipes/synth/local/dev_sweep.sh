@@ -19,8 +19,7 @@ frames=$work_dir/frames
 sweep=$work_dir/dev_sweep
 conf=$recipe_dir/conf/dnn_$preset.yaml
 frac=$(yaml_get "$recipe_dir/conf/$preset.yaml" small_fraction)
-mapfile -t members < "$exp/ensemble/members.txt"
-teachers=(); for m in "${members[@]}"; do teachers+=(--teacher "$m"); done
+load_teachers "$exp"
 mkdir -p "$sweep"
 
 # name|options. Full-data students learn from the ensemble's top-k cache (T=2 was the

@@ -23,8 +23,7 @@ sweep=$work_dir/fair_sweep
 conf=$recipe_dir/conf/dnn_$preset.yaml
 transfer_epochs=$(yaml_get "$recipe_dir/conf/$preset.yaml" transfer_epochs)
 student_epochs=$(yaml_get "$recipe_dir/conf/$preset.yaml" student_epochs)
-mapfile -t members < "$exp/ensemble/members.txt"
-teachers=(); for m in "${members[@]}"; do teachers+=(--teacher "$m"); done
+load_teachers "$exp"
 mkdir -p "$sweep"
 
 # group|name|store|options (over the preset's dnn_<preset>.yaml, whose model they keep;
