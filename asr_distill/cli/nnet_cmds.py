@@ -39,6 +39,10 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         p.add_argument(f"--{name}", type=kind, default=None)
     p.add_argument("--optimizer", choices=("sgd", "adamw"), default=None)
     p.add_argument("--schedule", choices=("newbob", "cosine", "constant"), default=None)
+    p.add_argument(
+        "--newbob-restore", action=argparse.BooleanOptionalAction, default=None,
+        help="newbob: start the epoch after a rejected one from the best weights (on)",
+    )  # fmt: skip
     p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
     p.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast (GPU)")
     p.add_argument("--compile", action="store_true", default=None, help="torch.compile")
@@ -51,7 +55,7 @@ def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
     names = ("hidden_layers", "hidden_dim", "left_context", "right_context", "lr",
              "batch_size", "epochs", "seed", "data_fraction", "early_stopping",
              "checkpoint_every", "weight_decay", "warmup_steps", "dropout", "optimizer", "schedule",
-             "device", "bf16", "compile", "fused_optimizer")  # fmt: skip
+             "device", "bf16", "compile", "fused_optimizer", "newbob_restore")  # fmt: skip
     try:
         config = load_config(TrainConfig, args.config, **{n: getattr(args, n) for n in names})
     except ValueError as e:

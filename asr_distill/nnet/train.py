@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.distributed as dist
+from safetensors.torch import load_file
 from torch import nn
 from tqdm import tqdm
 
@@ -51,7 +52,9 @@ class TrainConfig:
     step [256]; epochs [10].
     Schedule: 'newbob' (Kaldi nnet1: keep the rate while dev frame accuracy improves by
     at least newbob_start_halving [0.5] points, then halve it every epoch; stop when an
-    epoch while halving gains less than newbob_end [0.1] points) or 'cosine'
+    epoch while halving gains less than newbob_end [0.1] points; an epoch that does not
+    improve on the best is rejected and the next starts again from the best weights,
+    with fresh momentum, unless newbob_restore is off [on]) or 'cosine'
     (warmup_steps [0] of linear warm-up, then cosine to 0 over the run) or 'constant'.
     early_stopping: stop after this many epochs without a better dev frame accuracy
     (0 = off) [0]. data_fraction: train on this deterministic share of the training
@@ -73,6 +76,7 @@ class TrainConfig:
     schedule: str = "newbob"
     newbob_start_halving: float = 0.5
     newbob_end: float = 0.1
+    newbob_restore: bool = True
     warmup_steps: int = 0
     early_stopping: int = 0
     data_fraction: float = 1.0
@@ -471,6 +475,7 @@ def _train(
         with atomic_path(exp_dir / CHECKPOINT_FILE) as tmp:
             torch.save(payload, tmp)
 
+    best_state: dict[str, torch.Tensor] | None = None  # the best epoch's weights
     while epoch < config.epochs and not state.stop:
         start = time.perf_counter()
         # This rank's running sums; a mid-epoch resume restores rank 0's (single process).
@@ -528,6 +533,19 @@ def _train(
         }  # fmt: skip
         curve.append(row)
         best = end_of_epoch(config, state, epoch, dev_acc)
+        if best:  # every rank keeps the best weights, for newbob's restarts
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        elif config.schedule == "newbob" and config.newbob_restore and not state.stop:
+            # Kaldi nnet1 rejects the epoch: train on from the best weights (written to
+            # final.safetensors when they were best, so a resumed run finds them too).
+            if best_state is None:
+                best_state = load_file(str(exp_dir / "final.safetensors"), device="cpu")
+            model.load_state_dict(best_state)
+            optimizer.state.clear()  # no momentum from the rejected epoch
+            if d.main:
+                log.info("epoch %d rejected (dev %.2f%%, best %.2f%% at epoch %d): the next "
+                         "starts from the best weights at lr %g", epoch, dev_acc,
+                         state.best_dev_acc, state.best_epoch, state.lr)  # fmt: skip
         if d.main:
             log.info("epoch %d: train CE %s acc %s%%, dev CE %.4f acc %.2f%%%s; lr %s; %s s",
                      epoch, row["train_loss"], row["train_frame_acc"], dev_loss, dev_acc,

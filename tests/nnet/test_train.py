@@ -253,3 +253,23 @@ def test_nan_in_a_damaged_store_is_named_not_blamed_on_the_learning_rate(stores,
         match=r"feats\.npy: non-finite features in 10 frame\(s\), the first 100 of utterance .u00",
     ):
         train_dnn(bad, dev, tmp_path / "exp", TrainConfig(**TINY), progress=False)
+
+
+@pytest.mark.parametrize("restore", [True, False])
+def test_newbob_rejected_epoch_restarts_from_the_best_weights(stores, tmp_path, monkeypatch,
+                                                             restore, caplog):  # fmt: skip
+    """Kaldi nnet1's newbob: an epoch worse on dev is rejected and training goes on from
+    the best weights; with newbob_restore off it goes on from the rejected ones."""
+    import asr_distill.nnet.train as train_mod
+
+    accs = iter([50.0, 60.0, 55.0])  # epoch 2 is worse than epoch 1: rejected
+    monkeypatch.setattr(train_mod, "evaluate", lambda *a, **k: (1.0, next(accs)))
+    train, dev = stores
+    exp = tmp_path / "exp"
+    caplog.set_level("INFO")
+    conf = TrainConfig(**{**TINY, "epochs": 3, "schedule": "newbob", "newbob_restore": restore})
+    train_dnn(train, dev, exp, conf, progress=False)
+    last, best = weights(exp), SpliceDnn.load(exp / "final").state_dict()
+    same = all(torch.equal(last[k], best[k]) for k in best)
+    assert same == restore
+    assert ("epoch 2 rejected" in caplog.text) == restore
