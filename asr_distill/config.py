@@ -6,6 +6,7 @@ from its artifacts.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from pathlib import Path
 from typing import Any, TypeVar
@@ -52,3 +53,48 @@ def save_config(config: Any, path: str | Path) -> None:
     """Write a dataclass config as YAML (atomically)."""
     with atomic_open(path) as f:
         yaml.safe_dump(dataclasses.asdict(config), f, sort_keys=True)
+
+
+_SCALARS = {"int": int, "float": float, "str": str}
+
+
+def add_config_options(
+    parser: argparse.ArgumentParser,
+    cls: type,
+    *,
+    choices: dict[str, tuple] | None = None,
+    skip: tuple[str, ...] = (),
+) -> None:
+    """One ``--field-name`` option per scalar field of the dataclass ``cls`` (bools as
+    ``--name/--no-name``), in an argument group described by the class docstring; every
+    option defaults to None, so the YAML file or the dataclass default applies unless
+    it is given. :func:`config_from_args` builds the config back."""
+    doc = " ".join((cls.__doc__ or "").split())
+    group = parser.add_argument_group(f"{cls.__name__} options", doc)
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        kind = str(f.type).replace(" | None", "")
+        default = f"(default {f.default})"
+        if kind == "bool":
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
+                               help=default)  # fmt: skip
+        elif kind in _SCALARS:
+            group.add_argument(flag, type=_SCALARS[kind], default=None, help=default,
+                               choices=(choices or {}).get(f.name))  # fmt: skip
+
+
+def config_from_args(cls: type[C], args: argparse.Namespace, yaml_path: str | Path | None,
+                     **extra: Any) -> C:  # fmt: skip
+    """``cls`` from its defaults, the YAML file ``yaml_path``, then the options that
+    :func:`add_config_options` added and were given (and ``extra`` values); a bad value
+    is an :class:`InputError` naming the YAML file."""
+    names = {f.name for f in dataclasses.fields(cls)}
+    given = {k: v for k, v in vars(args).items() if k in names}
+    try:
+        return load_config(cls, yaml_path, **{**given, **extra})
+    except InputError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise InputError(f"bad option: {e}", yaml_path) from None

@@ -7,8 +7,7 @@ import argparse
 import yaml
 
 from asr_distill.cli.nnet_cmds import add_train_options, train_config_from_args
-from asr_distill.config import load_config
-from asr_distill.errors import InputError
+from asr_distill.config import add_config_options, config_from_args
 from asr_distill.io import atomic_open
 from asr_distill.nnet.distill import (
     METHODS,
@@ -65,22 +64,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("train_store")
     p.add_argument("dev_store")
     p.add_argument("exp_dir")
-    p.add_argument("--method", choices=METHODS, default=None, help="(kd)")
-    p.add_argument("--teacher", action="append", default=None, metavar="MODEL")
-    p.add_argument("--soft-targets", default=None, help="make-soft-targets cache (kd)")
-    p.add_argument("--temperature", type=float, default=None, help="(2)")
-    p.add_argument("--soft-weight", type=float, default=None, help="(1.0)")
-    p.add_argument("--hard-weight", type=float, default=None, help="(0.5)")
-    p.add_argument("--combine", choices=("arithmetic", "geometric"), default=None)
-    p.add_argument("--weighting", choices=("uniform", "accuracy"), default=None)
-    p.add_argument("--hint-weight", type=float, default=None, help="(1.0)")
-    p.add_argument("--hint-epochs", type=int, default=None, help="FitNets stage 1 epochs (1)")
-    p.add_argument("--self-weight", type=float, default=None, help="(1.0)")
-    p.add_argument(
-        "--pseudo-labels", action="store_true", default=None,
-        help="kd with the teachers' argmax as hard labels instead of their distribution "
-        "(the control for soft targets)",
-    )  # fmt: skip
+    p.add_argument("--teacher", action="append", default=None, metavar="MODEL",
+                   help="a teacher (exp/ensemble/member0/final); repeat it")  # fmt: skip
+    add_config_options(p, DistillConfig, skip=("teachers", "aux_layers"), choices={
+        "method": METHODS, "combine": ("arithmetic", "geometric"),
+        "weighting": ("uniform", "accuracy")})  # fmt: skip
     p.add_argument("--distill-config", default=None, help="YAML file of DistillConfig options")
     add_train_options(p)
     p.set_defaults(func=_distill)
@@ -108,19 +96,7 @@ def _ensemble_accuracy(args: argparse.Namespace) -> int:
 
 def _distill(args: argparse.Namespace) -> int:
     train_config = train_config_from_args(args)
-    try:
-        config = load_config(
-            DistillConfig, args.distill_config, method=args.method, teachers=args.teacher,
-            soft_targets=args.soft_targets, temperature=args.temperature,
-            soft_weight=args.soft_weight, hard_weight=args.hard_weight, combine=args.combine,
-            weighting=args.weighting, hint_weight=args.hint_weight,
-            hint_epochs=args.hint_epochs, self_weight=args.self_weight,
-            pseudo_labels=args.pseudo_labels,
-        )  # fmt: skip
-    except ValueError as e:
-        if isinstance(e, InputError):
-            raise
-        raise InputError(f"bad option: {e}", args.distill_config) from None
+    config = config_from_args(DistillConfig, args, args.distill_config, teachers=args.teacher)
     distill(args.train_store, args.dev_store, args.exp_dir, train_config, config,
             force=args.force, progress=not args.no_progress)  # fmt: skip
     return 0

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from asr_distill.config import load_config
-from asr_distill.errors import InputError
+from asr_distill.config import add_config_options, config_from_args
 from asr_distill.nnet.train import TrainConfig, train_dnn
 
 
@@ -28,41 +27,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
-    """The TrainConfig options (shared by train-dnn, train-ensemble and distill)."""
+    """The TrainConfig options (shared by train-dnn, train-ensemble and distill), made
+    from the dataclass's fields."""
     p.add_argument("--config", help="YAML file of TrainConfig options (e.g. a preset)")
-    for name, kind in (("hidden-layers", int), ("hidden-dim", int), ("left-context", int),
-                       ("right-context", int), ("lr", float), ("batch-size", int),
-                       ("epochs", int), ("seed", int), ("data-fraction", float),
-                       ("early-stopping", int), ("checkpoint-every", int),
-                       ("weight-decay", float), ("warmup-steps", int),
-                       ("dropout", float)):  # fmt: skip
-        p.add_argument(f"--{name}", type=kind, default=None)
-    p.add_argument("--optimizer", choices=("sgd", "adamw"), default=None)
-    p.add_argument("--schedule", choices=("newbob", "cosine", "constant"), default=None)
-    p.add_argument(
-        "--newbob-restore", action=argparse.BooleanOptionalAction, default=None,
-        help="newbob: start the epoch after a rejected one from the best weights (on)",
-    )  # fmt: skip
-    p.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N")
-    p.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast (GPU)")
-    p.add_argument("--compile", action="store_true", default=None, help="torch.compile")
-    p.add_argument("--fused-optimizer", action="store_true", default=None, help="(GPU)")
+    add_config_options(p, TrainConfig, choices={
+        "optimizer": ("sgd", "adamw"), "schedule": ("newbob", "cosine", "constant")})  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--force", action="store_true", help="retrain from scratch")
 
 
 def train_config_from_args(args: argparse.Namespace) -> TrainConfig:
-    names = ("hidden_layers", "hidden_dim", "left_context", "right_context", "lr",
-             "batch_size", "epochs", "seed", "data_fraction", "early_stopping",
-             "checkpoint_every", "weight_decay", "warmup_steps", "dropout", "optimizer", "schedule",
-             "device", "bf16", "compile", "fused_optimizer", "newbob_restore")  # fmt: skip
-    try:
-        config = load_config(TrainConfig, args.config, **{n: getattr(args, n) for n in names})
-    except ValueError as e:
-        if isinstance(e, InputError):
-            raise
-        raise InputError(f"bad option: {e}", args.config) from None
-    return config
+    return config_from_args(TrainConfig, args, args.config)
 
 
 def _train_dnn(args: argparse.Namespace) -> int:
