@@ -7,7 +7,7 @@ import argparse
 import logging
 
 from asr_distill.config import load_config
-from asr_distill.data.kaldi_dir import split_data_dir, validate_data_dir
+from asr_distill.data.kaldi_dir import command_entries, split_data_dir, validate_data_dir
 from asr_distill.errors import InputError
 
 log = logging.getLogger(__name__)
@@ -18,6 +18,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data_dir")
     p.add_argument("--no-audio-check", action="store_true", help="do not check audio files exist")
     p.add_argument("--require-utt2dur", action="store_true")
+    p.add_argument(
+        "--no-pipes", action="store_true",
+        help="refuse wav.scp / feats.scp entries that are shell commands ('cmd |'), which "
+        "reading the data dir would run: for data from elsewhere",
+    )  # fmt: skip
     p.set_defaults(func=_validate)
 
     p = sub.add_parser("split-data-dir", help="split a data dir into <dir>/splitN/{1..N}")
@@ -102,16 +107,21 @@ def _combine(args: argparse.Namespace) -> int:
 
 def _validate(args: argparse.Namespace) -> int:
     data = validate_data_dir(
-        args.data_dir, check_audio=not args.no_audio_check, require_utt2dur=args.require_utt2dur
-    )
+        args.data_dir, check_audio=not args.no_audio_check, require_utt2dur=args.require_utt2dur,
+        allow_pipes=not args.no_pipes,
+    )  # fmt: skip
     hours = sum(data.utt2dur.values()) / 3600 if data.utt2dur else float("nan")
+    commands = {k: len(v) for k, v in command_entries(data).items() if v}
     log.info(
-        "%s: OK (%d utterances, %d speakers, %.2f h)",
-        args.data_dir,
-        len(data.utt2spk),
-        len(data.spk2utt),
-        hours,
-    )
+        "%s: OK (%d utterances, %d speakers, %.2f h)%s", args.data_dir, len(data.utt2spk),
+        len(data.spk2utt), hours,
+        "; shell commands ('cmd |', run when read): "
+        + ", ".join(f"{n} in {k}" for k, n in commands.items()) if commands else "",
+    )  # fmt: skip
+    if commands:
+        log.warning("%s: %s entries are shell commands; reading the dir runs them "
+                    "(--no-pipes refuses such data)", args.data_dir,
+                    " and ".join(f"{n} {k}" for k, n in commands.items()))  # fmt: skip
     return 0
 
 

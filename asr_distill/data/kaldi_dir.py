@@ -226,8 +226,21 @@ def audio_path_of(rxfilename: str) -> Path | None:
     return Path(value)
 
 
+def command_entries(data: DataDir) -> dict[str, list[str]]:
+    """The keys of ``wav.scp`` and ``feats.scp`` whose entries are shell commands
+    (Kaldi's ``cmd |``): reading the data dir runs them."""
+    out = {"wav.scp": [k for k, v in data.wav_scp.items() if v.rstrip().endswith("|")]}
+    if data.feats_scp is not None:
+        out["feats.scp"] = [k for k, v in data.feats_scp.items() if v.rstrip().endswith("|")]
+    return out
+
+
 def validate_data_dir(
-    path: str | Path, *, check_audio: bool = True, require_utt2dur: bool = False
+    path: str | Path,
+    *,
+    check_audio: bool = True,
+    require_utt2dur: bool = False,
+    allow_pipes: bool = True,
 ) -> DataDir:
     """Check a data directory like Kaldi's ``utils/validate_data_dir.sh``.
 
@@ -235,11 +248,21 @@ def validate_data_dir(
     ``segments``, ``feats.scp``, ``utt2dur``) cover the same utterances; no empty
     transcripts; ``spk2utt`` agrees with ``utt2spk``; utterances sort the same way
     by speaker as by id (speaker-prefixed ids); recordings referenced exist in
-    ``wav.scp`` and their audio files exist. Returns the parsed DataDir; raises
-    :class:`InputError` naming the file (and line) of the first problem.
+    ``wav.scp`` and their audio files exist. With ``allow_pipes`` off, entries that are
+    shell commands (``cmd |``, which reading the dir would run) are refused: for data
+    from elsewhere. Returns the parsed DataDir; raises :class:`InputError` naming the
+    file (and line) of the first problem.
     """
     path = Path(path)
     data = read_data_dir(path)
+    if not allow_pipes:
+        for name, keys in command_entries(data).items():
+            if keys:
+                table = data.wav_scp if name == "wav.scp" else data.feats_scp
+                lineno = list(table).index(keys[0]) + 1
+                raise InputError(f"{len(keys)} entries are shell commands ('cmd |'), e.g. "
+                                 f"{keys[0]!r}; refused (--no-pipes)", path / name,
+                                 lineno)  # fmt: skip
     for name in (
         "wav.scp",
         "text",

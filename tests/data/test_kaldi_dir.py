@@ -124,3 +124,18 @@ def test_cli_validate(tiny_data_dir: Path, capsys):
     assert main(["validate-data-dir", str(tiny_data_dir)]) == 0
     (tiny_data_dir / "text").write_text("spk1-utt1 A\n")
     assert main(["validate-data-dir", str(tiny_data_dir)]) == 1
+
+
+def test_shell_command_entries_are_reported_and_refused_with_no_pipes(tiny_data_dir: Path,
+                                                                      capsys):  # fmt: skip
+    """Kaldi's 'cmd |' entries run in a shell when read: validate-data-dir says how many
+    there are, and --no-pipes refuses them (for untrusted data)."""
+    wav = (tiny_data_dir / "wav.scp").read_text().splitlines()
+    key, path = wav[1].split(maxsplit=1)
+    wav[1] = f"{key} cat {path} |"
+    (tiny_data_dir / "wav.scp").write_text("\n".join(wav) + "\n")
+    assert main(["validate-data-dir", "--no-audio-check", str(tiny_data_dir)]) == 0
+    assert "1 wav.scp entries are shell commands" in capsys.readouterr().err
+    with pytest.raises(InputError, match=r"wav.scp:2: 1 entries are shell commands"):
+        validate_data_dir(tiny_data_dir, check_audio=False, allow_pipes=False)
+    assert main(["validate-data-dir", "--no-pipes", str(tiny_data_dir)]) == 1
