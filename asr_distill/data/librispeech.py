@@ -376,7 +376,8 @@ def parse_librispeech_dir(
     Every utterance needs a transcript line and a readable 16 kHz mono FLAC file.
     Problems (transcript line without audio, audio without transcript line,
     duplicate utterance ids, non-UTF-8 or malformed transcript lines, unreadable,
-    empty, non-16 kHz or non-mono audio) raise :class:`InputError` naming the file
+    empty, non-16 kHz or non-mono audio, audio that a symbolic link puts outside the
+    corpus dir) raise :class:`InputError` naming the file
     (and line); with ``skip_bad`` the utterance is left out and listed in
     :attr:`ParsedCorpus.skipped` instead. Raises :class:`InputError` if no
     utterance is left.
@@ -385,6 +386,8 @@ def parse_librispeech_dir(
     if not subset_dir.is_dir():
         raise InputError("not a directory", subset_dir)
     problems = _Problems(skip_bad)
+    # Audio must stay inside the corpus: <root>/[LibriSpeech/]<subset>'s parent.
+    root = subset_dir.resolve().parent
     wav_scp: dict[str, str] = {}
     text: dict[str, str] = {}
     utt2spk: dict[str, str] = {}
@@ -411,6 +414,9 @@ def parse_librispeech_dir(
                 )
                 continue
             reason, duration = _audio_problem(audio[utt])
+            real = audio[utt].resolve()
+            if not real.is_relative_to(root):  # a symlink out of the corpus
+                reason = f"audio resolves outside the corpus dir {root} (to {real})"
             if reason is not None:
                 problems.report(utt, reason, audio[utt])
                 continue

@@ -230,6 +230,16 @@ def _break_stereo(s: Path) -> tuple[Path, int | None, str]:
     return path, None, "2 channels"
 
 
+def _break_link_out(s: Path) -> tuple[Path, int | None, str]:
+    """A symlink that takes the audio out of the corpus dir."""
+    path = s / "26/496/26-496-0001.flac"
+    outside = s.parent.parent / f"{s.parent.name}-outside.flac"  # beside the corpus root
+    outside.write_bytes(path.read_bytes())
+    path.unlink()
+    path.symlink_to(outside)
+    return path, None, "resolves outside the corpus dir"
+
+
 ONE = {"26-496-0001"}
 # case -> (breaker, utterances dropped with --skip-bad, keys listed in skipped.txt)
 BREAKERS = {
@@ -250,6 +260,7 @@ BREAKERS = {
     "zero-frames": (_break_zero_frames, ONE, ONE),
     "8khz": (_break_rate, ONE, ONE),
     "stereo": (_break_stereo, ONE, ONE),
+    "link-out-of-corpus": (_break_link_out, ONE, ONE),
 }
 
 
