@@ -354,6 +354,14 @@ def _audio_problem(path: Path) -> tuple[str | None, float]:
         return f"sample rate is {info.samplerate} Hz, LibriSpeech must be {SAMPLE_RATE_HZ}", 0.0
     if info.channels != 1:
         return f"audio has {info.channels} channels, LibriSpeech must be mono", 0.0
+    try:  # the header's length: a truncated FLAC fails to seek to its last samples
+        with sf.SoundFile(str(path)) as f:
+            f.seek(max(info.frames - 160, 0))
+            tail = f.read(160, dtype="int16")
+    except (sf.SoundFileError, RuntimeError, OSError) as e:
+        return f"truncated or corrupt audio (its end cannot be read: {e})", 0.0
+    if len(tail) < min(160, info.frames):
+        return "truncated audio (fewer samples than its header says)", 0.0
     return None, info.frames / info.samplerate
 
 

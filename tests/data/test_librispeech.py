@@ -230,6 +230,14 @@ def _break_stereo(s: Path) -> tuple[Path, int | None, str]:
     return path, None, "2 channels"
 
 
+def _break_truncated(s: Path) -> tuple[Path, int | None, str]:
+    """Half a FLAC: its header promises more samples than the file holds."""
+    path = s / "26/496/26-496-0001.flac"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path, None, "truncated"
+
+
 def _break_link_out(s: Path) -> tuple[Path, int | None, str]:
     """A symlink that takes the audio out of the corpus dir."""
     path = s / "26/496/26-496-0001.flac"
@@ -261,6 +269,7 @@ BREAKERS = {
     "8khz": (_break_rate, ONE, ONE),
     "stereo": (_break_stereo, ONE, ONE),
     "link-out-of-corpus": (_break_link_out, ONE, ONE),
+    "truncated-flac": (_break_truncated, ONE, ONE),
 }
 
 
