@@ -83,6 +83,9 @@ def add_config_options(
         elif kind in _SCALARS:
             group.add_argument(flag, type=_SCALARS[kind], default=None, help=default,
                                choices=(choices or {}).get(f.name))  # fmt: skip
+        else:  # a field that silently got no option would be worse
+            raise TypeError(f"{cls.__name__}.{f.name}: no CLI option for type {f.type!r}; "
+                            "skip it or handle the type")  # fmt: skip
 
 
 def config_from_args(cls: type[C], args: argparse.Namespace, yaml_path: str | Path | None,

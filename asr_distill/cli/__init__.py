@@ -79,7 +79,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         log.error("interrupted")
         return 130
+    finally:
+        _end_distributed()
     return int(result or 0)
+
+
+def _end_distributed() -> None:
+    """Destroy a torchrun process group the step made: left to the interpreter's exit,
+    gloo's threads can abort a rank (SIGABRT) after the run has finished."""
+    dist = sys.modules.get("torch.distributed")
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":

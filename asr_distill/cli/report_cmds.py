@@ -22,11 +22,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--temperatures", default="1,2,5,10", help="(1,2,5,10)")
     p.add_argument("--title", default="asr-distill report")
     p.add_argument("--context", default="", help="a line on the data, machine and preset")
+    p.add_argument(
+        "--student-seeds", type=int, default=None,
+        help="seeds each distilled row was trained with (dirs <student>_seed1..N-1); "
+        "default: every seed dir found",
+    )  # fmt: skip
     p.set_defaults(func=_report)
 
 
 def _report(args: argparse.Namespace) -> int:
     temps = [float(t) for t in args.temperatures.replace(",", " ").split()]
     print(make_report(args.exp_dir, args.out_dir, temperatures=temps, title=args.title,
-                      context=args.context))  # fmt: skip
+                      context=args.context, student_seeds=args.student_seeds))  # fmt: skip
     return 0

@@ -351,7 +351,7 @@ def _check_link_walk(archive: Path, name: str, target: str, here: list[str],
     directory): it must stay inside the target dir and pass through no other symlink
     of the archive, since the filesystem resolves ``..`` after such a link, not before
     (``a -> b/../../..`` with ``b -> ../..`` leaves the dir though each text stays in)."""
-    for part in target.replace("\\", "/").split("/"):
+    for part in target.split("/"):  # POSIX: a backslash is part of a name
         if part in ("", "."):
             continue
         if part == "..":

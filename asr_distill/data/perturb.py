@@ -152,7 +152,8 @@ def _render(job: _Job) -> tuple[str, int, int]:
 
     torch.set_num_threads(1)
     source = AudioSource(job.scp_path, job.scp_line, job.recording)
-    wave, _ = read_audio(job.rxfilename, source, sample_rate=SAMPLE_RATE_HZ)
+    # Copies are rendered at 16 kHz whatever the source's rate.
+    wave, _ = read_audio(job.rxfilename, source, sample_rate=SAMPLE_RATE_HZ, resample=True)
     raw = ["-t", "raw", "-e", "floating-point", "-b", "32", "-c", "1", "-r", str(SAMPLE_RATE_HZ)]
     cmd = ["sox", "-R", "-V1", *raw, "-", *raw, "-",
            *sox_effects(job.speed, job.pitch_cents, job.reverb)]  # fmt: skip

@@ -174,6 +174,9 @@ class DistillObjective(Objective):
         probs = torch.stack([m.log_priors.cpu().exp() for m in models]).mean(0)  # (P,)
         return probs.numpy().astype(np.float64), f"the mean prior of {len(models)} teacher(s)"
 
+    def judged(self, epoch: int) -> bool:
+        return not (self.c.method == "fitnets" and epoch < self.c.hint_epochs)
+
     def identity(self) -> dict:
         """The method's settings and the checksums of the teachers' weights and of the
         soft-target cache: a resume with other teachers or targets is refused."""

@@ -395,8 +395,13 @@ class SoftTargetCache:
             raise InputError(f"soft targets weight the teachers {how}, training asks for "
                              f"{weighting} weights", meta_path)  # fmt: skip
         if weights is not None and model_paths is not None:
+            # float32 (training) against float64 (the cache): equal up to rounding
             want_key = _member_key([model_digest(p) for p in model_paths], weights)
-            if want_key != _member_key(self.member_digests, cached):
+            have_key = _member_key(self.member_digests, cached)
+            if len(want_key) != len(have_key) or any(
+                a[0] != b[0] or not math.isclose(a[1], b[1], rel_tol=1e-5)
+                for a, b in zip(want_key, have_key, strict=True)
+            ):  # fmt: skip
                 raise InputError("soft targets weight the teachers otherwise than training "
                                  f"asks ({weighting} weights)", meta_path)  # fmt: skip
         if model_paths is not None:

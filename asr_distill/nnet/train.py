@@ -258,6 +258,11 @@ class Objective:
         came from; (None, '') when the objective has none (then training stops)."""
         return None, ""
 
+    def judged(self, epoch: int) -> bool:
+        """Whether newbob may reject ``epoch`` for its dev accuracy (not an epoch that
+        trains something else, as FitNets' hint stage)."""
+        return True
+
     def identity(self) -> dict:
         """What besides the TrainConfig and the stores decides the result (a checkpoint
         made with another identity is not resumed)."""
@@ -305,6 +310,8 @@ def train_dnn(
             (exp_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
         exp_dir.mkdir(parents=True, exist_ok=True)
         handler = add_file_log(exp_dir / "log" / "train.log")
+    if d.world_size > 1:
+        dist.barrier()  # no rank reads a checkpoint that --force is removing
     try:
         return _train(Path(train_store), Path(dev_store), exp_dir, config, d, device, progress,
                       objective or Objective())  # fmt: skip
@@ -312,10 +319,6 @@ def train_dnn(
         if handler is not None:
             logging.getLogger().removeHandler(handler)
             handler.close()
-        if d.world_size > 1 and dist.is_initialized():
-            # Left to the interpreter's exit, gloo's threads can abort a rank (SIGABRT)
-            # after the run has finished.
-            dist.destroy_process_group()
 
 
 def _load_checkpoint(path: Path) -> dict | None:
@@ -498,7 +501,10 @@ def _train(
             # Mean over this rank's frames x its share of the global batch x world size:
             # DDP's gradient average then equals the gradient of the global batch's mean.
             loss_value = float(loss.detach())
-            if not math.isfinite(loss_value):
+            finite = math.isfinite(loss_value)
+            if d.world_size > 1:  # every rank stops together, none waits in an all-reduce
+                finite = _all_reduce_sums([float(not finite)], d)[0] == 0
+            if not finite:
                 # Stop before the optimiser spreads it, rather than train on NaN. Bad
                 # frames (a store damaged after it was built) are not the learning rate.
                 bad = ~torch.isfinite(batch.inputs).all(dim=-1)
@@ -533,14 +539,17 @@ def _train(
         }  # fmt: skip
         curve.append(row)
         best = end_of_epoch(config, state, epoch, dev_acc)
-        if best:  # every rank keeps the best weights, for newbob's restarts
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        elif config.schedule == "newbob" and config.newbob_restore and not state.stop:
-            # Kaldi nnet1 rejects the epoch: train on from the best weights (written to
-            # final.safetensors when they were best, so a resumed run finds them too).
+        if best:  # every rank keeps the best weights (with any heads), for newbob
+            best_state = {k: v.detach().clone() for k, v in trainable.state_dict().items()}
+        elif (config.schedule == "newbob" and config.newbob_restore and not state.stop
+              and objective.judged(epoch) and epoch + 1 < config.epochs):  # fmt: skip
+            # Kaldi nnet1 rejects the epoch: train on from the best weights. After a
+            # resume they come from final.safetensors (the student; any heads stay).
             if best_state is None:
-                best_state = load_file(str(exp_dir / "final.safetensors"), device="cpu")
-            model.load_state_dict(best_state)
+                model.load_state_dict(load_file(str(exp_dir / "final.safetensors"),
+                                                device=str(device)))  # fmt: skip
+            else:
+                trainable.load_state_dict(best_state)
             optimizer.state.clear()  # no momentum from the rejected epoch
             if d.main:
                 log.info("epoch %d rejected (dev %.2f%%, best %.2f%% at epoch %d): the next "

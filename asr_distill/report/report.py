@@ -9,6 +9,9 @@ It reads what the recipe's steps wrote (layout of ``recipes/synth/run.sh``):
 - ``distill_T<T>/``: students at each temperature, like ``dnn/``
 - ``distill_transfer/`` and ``distill_pseudo/``: students of the transfer set (soft
   targets, and the control with the teachers' argmax as hard labels), like ``dnn/``
+- ``<student>_seed<S>/`` (S = 1 .. student_seeds-1) beside the distilled rows' students
+  (``distill_T<best T>``, ``distill_transfer``, ``distill_pseudo``): the same student
+  with another seed, ``frame_accuracy.yaml`` only (mean ± std rows)
 - ``small_hard/`` and ``small_soft/``: the 3 % experiment (frame accuracy on the
   subset they trained on and on test; ``train_curve.csv`` per epoch)
 
@@ -101,15 +104,32 @@ class _Reader:
         self.missing.append(f"{rel} [{split} members]")
         return None
 
-    def seed_spread(self, rel: str, split: str) -> tuple[float, float, int] | None:
-        """(mean, std, n) of the frame accuracies on ``split`` of the student ``rel`` and
-        its other seeds ``rel_seed<S>``, or None with fewer than two seeds."""
-        rels = [rel, *sorted(p.name for p in self.exp.glob(f"{rel}_seed*") if p.is_dir())]
-        accs = [self.frame_acc(f"{r}/frame_accuracy.yaml", split) for r in rels]
-        accs = [a for a in accs if a is not None]
+    def seed_spread(self, rel: str, seeds: int | None) -> dict[str, tuple] | None:
+        """{split: (mean, std, n)} of the dev and test frame accuracies of the student
+        ``rel`` and its other seeds ``rel_seed1`` .. ``rel_seed<seeds-1>`` (all of them
+        that exist when ``seeds`` is None), counting only seeds scored on both splits;
+        None with fewer than two."""
+        if seeds is None:
+            found = sorted(p.name for p in self.exp.glob(f"{rel}_seed*") if p.is_dir())
+        else:
+            found = [f"{rel}_seed{s}" for s in range(1, seeds)]
+        accs = []
+        for r in [rel, *found]:
+            path = self.exp / r / "frame_accuracy.yaml"
+            if not path.is_file():
+                self.missing.append(f"{r}/frame_accuracy.yaml")
+                continue
+            pair = (self.frame_acc(f"{r}/frame_accuracy.yaml", "dev"),
+                    self.frame_acc(f"{r}/frame_accuracy.yaml", "test"))  # fmt: skip
+            if None not in pair:
+                accs.append(pair)
         if len(accs) < 2:
             return None
-        return statistics.fmean(accs), statistics.stdev(accs), len(accs)
+        out = {}
+        for i, split in enumerate(("dev", "test")):
+            xs = [a[i] for a in accs]
+            out[split] = (statistics.fmean(xs), statistics.stdev(xs), len(xs))
+        return out
 
     def curve(self, rel: str) -> list[tuple[int, float]]:
         if not (self.exp / rel / CURVE_FILE).is_file():
@@ -159,8 +179,11 @@ def make_report(
     temperatures: Sequence[float] = (1, 2, 5, 10),
     title: str = "asr-distill report",
     context: str = "",
+    student_seeds: int | None = None,
 ) -> str:
-    """Write the report files into ``out_dir``; return ``report.md``'s text."""
+    """Write the report files into ``out_dir``; return ``report.md``'s text.
+    ``student_seeds``: the seeds each distilled row was trained with (the recipe's
+    ``student_seeds``; seed dirs beyond them are ignored); None: every seed dir found."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -212,8 +235,8 @@ def make_report(
     seeds: dict[str, tuple[System, dict]] = {}
     for key, rel in (("dist", dist_rel), ("xfer", "distill_transfer"),
                      ("pseudo", "distill_pseudo")):  # fmt: skip
-        sp = {s: r.seed_spread(rel, s) for s in ("dev", "test")} if rel else {}
-        if all(sp.get(s) is not None for s in ("dev", "test")):
+        sp = r.seed_spread(rel, student_seeds) if rel and student_seeds != 1 else None
+        if sp is not None:
             mean = System("", dev_acc=sp["dev"][0], test_acc=sp["test"][0])
             seeds[key] = (mean, sp)
     for sys_, key, skey in ((ens, "ensemble", None), (dist, "distilled", "dist"),

@@ -219,7 +219,8 @@ fi
 
 if run_stage 19; then
   log "Stage 19: report (Table 1 with the transfer set, temperature sweep, Table 5)"
-  asr-distill report --temperatures "$temperatures" --title "$report_title" \
+  asr-distill report --temperatures "$temperatures" --student-seeds "$student_seeds" \
+    --title "$report_title" \
     --context "$(date -u +%F), $(nproc) CPU cores, $ensemble_members-model ensemble" \
     "$exp" "$work_dir/report"
 fi

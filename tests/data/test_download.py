@@ -393,3 +393,11 @@ def test_link_through_another_link_is_refused(tmp_path: Path, order) -> None:
     ):
         extract_tar(archive, target, progress=False)
     assert not target.exists() or snapshot(target) == set()
+
+
+def test_backslash_is_part_of_a_link_name_not_a_separator(tmp_path: Path) -> None:
+    """On POSIX 'b\\c' is one name: a target walking through it goes through that link."""
+    links = [link("x/y/a", "b\\c/../../.."), link("x/y/b\\c", "../..")]
+    archive = make_tar(tmp_path / "bad.tar", links, "w")
+    with pytest.raises(UnsafeArchiveError, match="goes through the symbolic link"):
+        extract_tar(archive, tmp_path / "t", progress=False)

@@ -258,18 +258,31 @@ def test_nan_in_a_damaged_store_is_named_not_blamed_on_the_learning_rate(stores,
 @pytest.mark.parametrize("restore", [True, False])
 def test_newbob_rejected_epoch_restarts_from_the_best_weights(stores, tmp_path, monkeypatch,
                                                              restore, caplog):  # fmt: skip
-    """Kaldi nnet1's newbob: an epoch worse on dev is rejected and training goes on from
-    the best weights; with newbob_restore off it goes on from the rejected ones."""
+    """Kaldi nnet1's newbob: an epoch worse on dev is rejected and the next starts from
+    the best weights; with newbob_restore off it goes on from the rejected ones. The
+    last epoch is never restored (last.* holds what the last epoch made)."""
     import asr_distill.nnet.train as train_mod
 
-    accs = iter([50.0, 60.0, 55.0])  # epoch 2 is worse than epoch 1: rejected
+    accs = iter([50.0, 60.0, 55.0, 58.0])  # epochs 2 and 3 are worse than epoch 1
     monkeypatch.setattr(train_mod, "evaluate", lambda *a, **k: (1.0, next(accs)))
+    saved = {}
+    real_save = torch.save
+
+    def spy(obj, f, *a, **k):  # the checkpoints at epoch ends
+        if isinstance(obj, dict) and obj.get("batch") == 0:
+            saved[obj["epoch"]] = {k: v.clone() for k, v in obj["model"].items()}
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", spy)
     train, dev = stores
     exp = tmp_path / "exp"
     caplog.set_level("INFO")
-    conf = TrainConfig(**{**TINY, "epochs": 3, "schedule": "newbob", "newbob_restore": restore})
+    conf = TrainConfig(**{**TINY, "epochs": 4, "schedule": "newbob", "newbob_restore": restore})
     train_dnn(train, dev, exp, conf, progress=False)
-    last, best = weights(exp), SpliceDnn.load(exp / "final").state_dict()
-    same = all(torch.equal(last[k], best[k]) for k in best)
-    assert same == restore
+    best = SpliceDnn.load(exp / "final").state_dict()
+    # Epoch 3 starts from what the checkpoint after epoch 2 holds.
+    assert all(torch.equal(saved[3][k], best[k]) for k in best) == restore
     assert ("epoch 2 rejected" in caplog.text) == restore
+    assert "epoch 3 rejected" not in caplog.text
+    last = weights(exp)
+    assert not all(torch.equal(last[k], best[k]) for k in best)

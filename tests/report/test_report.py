@@ -110,3 +110,9 @@ def test_student_seeds_give_mean_and_std_rows_and_the_checks_use_the_means(tmp_p
     assert "gain: NO (keeps 87.50 %, mean of 2 seeds)" in text
     # means 51.5 vs 51.0: by 0.50 points, under the members' std 0.71
     assert "seed std: NO (by 0.50 points; seed std 0.71)" in text
+    # A run with 2 seeds ignores seed dirs left over from a run with more.
+    assert main(["report", "--temperatures", "2 5", "--student-seeds", "2", str(exp),
+                 str(out)]) == 0  # fmt: skip
+    t1 = (out / "table1.csv").read_text().splitlines()
+    assert t1[5].startswith("distilled on the training data: mean ± std of 2 student seeds,"
+                            "52.50 ± 0.71,50.50 ± 0.71")  # fmt: skip
