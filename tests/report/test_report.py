@@ -26,12 +26,17 @@ def system(exp: Path, rel: str, accs: dict[str, float], wers: tuple[float, float
             put(exp / rel / f"decode_{split}" / "scores.yaml", {"lmwt": 11, "wer": w})
 
 
-def test_report_tables_and_claims(tmp_path):
-    exp = tmp_path / "exp"
+def baseline_and_ensemble(exp: Path) -> None:
+    """A baseline at 50 / 48 % (dev / test) and a 2-member ensemble at 54 / 52 %."""
     system(exp, "dnn", {"train": 80.0, "dev": 50.0, "test": 48.0}, (25.0, 26.0))
     put(exp / "ensemble" / "accuracy.yaml", {"stores": {
         "/x/frames/dev": {"ensemble": 54.0, "members": [50.0, 51.0]},
         "/x/frames/test": {"ensemble": 52.0, "members": [48.0, 49.0]}}})  # fmt: skip
+
+
+def test_report_tables_and_claims(tmp_path):
+    exp = tmp_path / "exp"
+    baseline_and_ensemble(exp)
     for split, w in (("dev", 23.0), ("test", 24.0)):
         put(exp / "ensemble" / f"decode_{split}" / "scores.yaml", {"wer": w})
     # T=2 is best on dev (53.0) though T=5 is best on test: the report must pick T=2.
@@ -81,10 +86,7 @@ def test_missing_inputs_are_listed_not_invented(tmp_path):
 
 def test_student_seeds_give_mean_and_std_rows_and_the_checks_use_the_means(tmp_path):
     exp = tmp_path / "exp"
-    system(exp, "dnn", {"train": 80.0, "dev": 50.0, "test": 48.0}, (25.0, 26.0))
-    put(exp / "ensemble" / "accuracy.yaml", {"stores": {
-        "/x/frames/dev": {"ensemble": 54.0, "members": [50.0, 51.0]},
-        "/x/frames/test": {"ensemble": 52.0, "members": [48.0, 49.0]}}})  # fmt: skip
+    baseline_and_ensemble(exp)
     system(exp, "distill_T2", {"dev": 53.0, "test": 51.0}, (24.0, 25.0))
     system(exp, "distill_T5", {"dev": 52.0, "test": 52.0}, (24.0, 25.0))
     # Seeds of the T chosen on dev (2) count; a seed dir of another T does not.
