@@ -95,8 +95,39 @@ class Ensemble(torch.nn.Module):
             "weights", torch.full((len(members),), 1.0 / len(members)) if weights is None
             else torch.as_tensor(weights, dtype=torch.float32),
         )  # fmt: skip
+        self._stack_members()
         self.requires_grad_(False)
         self.eval()
+
+    def _stack_members(self) -> None:
+        """Members of one shape run as one batched matmul per layer, not a Python loop
+        over members: their weights are stacked into buffers ``(M, in, out)`` (moved by
+        ``to()`` with the members). Members that share their input normalisation (those
+        trained on one store) also share one first-layer matmul over the concatenated
+        weights ``(in, M * H)``. Members of different shapes keep the loop."""
+        shapes = {(m.config.hidden_layers, m.config.hidden_dim) for m in self.members}
+        self.stacked = len(shapes) == 1 and len(self.members) > 1
+        if not self.stacked:
+            return
+        ms = self.members
+        self.shared_input = all(
+            torch.equal(m.input_mean, ms[0].input_mean)
+            and torch.equal(m.input_inv_std, ms[0].input_inv_std) for m in ms
+        )  # fmt: skip
+        layers = [[m.hidden[i] for m in ms] for i in range(len(ms[0].hidden))] + \
+            [[m.output for m in ms]]  # fmt: skip
+        for i, group in enumerate(layers):
+            w = torch.stack([lin.weight.detach().t() for lin in group])  # (M, in, out)
+            b = torch.stack([lin.bias.detach() for lin in group])[:, None, :]  # (M, 1, out)
+            if i == 0 and self.shared_input:  # (in, M * out): one matmul for all members
+                w = w.permute(1, 0, 2).reshape(w.shape[1], -1)
+            self.register_buffer(f"stacked_w{i}", w.contiguous(), persistent=False)
+            self.register_buffer(f"stacked_b{i}", b.contiguous(), persistent=False)
+        self.register_buffer("stacked_mean", torch.stack([m.input_mean for m in ms])[:, None],
+                             persistent=False)  # (M, 1, W*D)  # fmt: skip
+        self.register_buffer("stacked_inv_std", torch.stack([m.input_inv_std for m in ms])[
+            :, None], persistent=False)  # (M, 1, W*D)  # fmt: skip
+        self.num_layers = len(layers)
 
     @property
     def config(self):
@@ -107,7 +138,23 @@ class Ensemble(torch.nn.Module):
 
     @torch.no_grad()
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        return torch.stack([m(inputs) for m in self.members])  # (M, B, P)
+        if not self.stacked:
+            return torch.stack([m(inputs) for m in self.members])  # (M, B, P)
+        m = len(self.members)
+        w0, b0 = self.stacked_w0, self.stacked_b0
+        if self.shared_input:
+            x = (inputs - self.stacked_mean[0]) * self.stacked_inv_std[0]  # (B, W*D)
+            h = (x @ w0).reshape(len(inputs), m, -1).transpose(0, 1)  # (M, B, H)
+            h = torch.relu(h + b0)
+        else:
+            x = (inputs[None] - self.stacked_mean) * self.stacked_inv_std  # (M, B, W*D)
+            h = torch.relu(torch.baddbmm(b0, x, w0))  # (M, B, H)
+        for i in range(1, self.num_layers):
+            w, b = getattr(self, f"stacked_w{i}"), getattr(self, f"stacked_b{i}")
+            h = torch.baddbmm(b, h, w)  # (M, B, out)
+            if i < self.num_layers - 1:
+                h = torch.relu(h)
+        return h  # (M, B, P)
 
     @torch.no_grad()
     def log_probs(self, inputs: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:

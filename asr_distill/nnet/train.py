@@ -204,6 +204,16 @@ def _all_reduce_sums(values: list[float], d: _Dist) -> list[float]:
     return t.tolist()
 
 
+def splice_device(store: FrameStore, device: torch.device) -> torch.device | None:
+    """Where minibatches are spliced: on a CUDA device when a copy of the store's
+    features and targets takes at most a quarter of its free memory (only frame indices
+    then cross the bus each step), else on the host (None)."""
+    if device.type != "cuda":
+        return None
+    need = store.features.nbytes + 8 * store.targets.size
+    return device if need <= torch.cuda.mem_get_info(device)[0] / 4 else None
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module, store: FrameStore, config: TrainConfig, d: _Dist, device: torch.device
@@ -211,19 +221,22 @@ def evaluate(
     """(mean CE, frame accuracy %) over the labelled frames of ``store`` (sharded over
     ranks, summed with all_reduce)."""
     model.eval()
-    loss_sum = correct = count = 0.0
+    sums = torch.zeros(2, dtype=torch.float64, device=device)  # summed CE, correct
+    count = 0
     for batch in store.batches(
         max(config.batch_size, 1024), left=config.left_context, right=config.right_context,
         shuffle=False, rank=d.rank, world_size=d.world_size, labelled_only=True,
+        device=splice_device(store, device),
     ):  # fmt: skip
         if len(batch.targets) == 0:
             continue
         x, y = batch.inputs.to(device), batch.targets.to(device)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
             logits = model(x)
-        loss_sum += float(nn.functional.cross_entropy(logits.float(), y, reduction="sum"))
-        correct += float((logits.argmax(-1) == y).sum())
+        ce = nn.functional.cross_entropy(logits.float(), y, reduction="sum")
+        sums += torch.stack([ce.double(), (logits.argmax(-1) == y).sum().double()])
         count += len(y)
+    loss_sum, correct = sums.tolist()
     loss_sum, correct, count = _all_reduce_sums([loss_sum, correct, count], d)
     model.train()
     return loss_sum / max(count, 1), 100.0 * correct / max(count, 1)
@@ -341,6 +354,28 @@ def _raise_non_finite(store: FrameStore, path: Path, frames: np.ndarray) -> None
 class TrainingDiverged(InputError, FloatingPointError):
     """The training loss became non-finite (too high a learning rate): one line from the
     CLI, naming the exp dir."""
+
+
+# On a GPU the loss is checked for NaN / inf every this many steps (and before every
+# checkpoint), not every step: each check waits for the device.
+_CUDA_CHECK_STEPS = 100
+
+
+def _check_finite(value: float, d: _Dist, store: FrameStore, store_path: Path, exp_dir: Path,
+                  when: str, batch) -> None:  # fmt: skip
+    """Stop (every rank together) when the training loss ``value`` is not finite: blame
+    damaged frames of ``batch`` when it has any, else the learning rate."""
+    finite = math.isfinite(value)
+    if d.world_size > 1:  # every rank stops together, none waits in an all-reduce
+        finite = _all_reduce_sums([float(not finite)], d)[0] == 0
+    if finite:
+        return
+    if batch is not None:
+        bad = ~torch.isfinite(batch.inputs).all(dim=-1)
+        if bad.any():
+            _raise_non_finite(store, store_path, batch.frames[bad.cpu()].numpy())
+    raise TrainingDiverged(f"training loss is {value} {when}; lower the learning rate and "
+                           "re-run with --force", exp_dir)  # fmt: skip
 
 
 # TrainConfig fields that do not change the trained weights: a resume may differ in them.
@@ -489,42 +524,46 @@ def _train(
             config.batch_size, left=config.left_context, right=config.right_context,
             shuffle=True, seed=config.seed, epoch=epoch, start_batch=start_batch, rank=d.rank,
             world_size=d.world_size, drop_last=True, labelled_only=labelled_only,
+            device=splice_device(train, device),
         )  # fmt: skip
         bar = tqdm(batches, total=steps_per_epoch - start_batch, desc=f"epoch {epoch}",
                    unit="batch", disable=not (progress and d.main), leave=False)  # fmt: skip
+        # Running sums stay on the device (loss x frames, correct, labelled frames): on a
+        # GPU, reading them every step would wait for every step.
+        sums = torch.tensor([loss_sum, correct, labelled_count], dtype=torch.float64,
+                            device=device)  # fmt: skip
+        checked = step  # the loss is known finite up to this step
         for b, batch in enumerate(bar, start=start_batch):
             lr = lr_at_step(config, state, step, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
                 loss, logits, y = objective.loss(train_model, batch, device, epoch)
+            if device.type != "cuda":  # on the host a check costs nothing: every step
+                _check_finite(float(loss.detach()), d, train, train_path, exp_dir,
+                              f"at epoch {epoch}, step {step} (lr {lr:g})", batch)  # fmt: skip
             # Mean over this rank's frames x its share of the global batch x world size:
             # DDP's gradient average then equals the gradient of the global batch's mean.
-            loss_value = float(loss.detach())
-            finite = math.isfinite(loss_value)
-            if d.world_size > 1:  # every rank stops together, none waits in an all-reduce
-                finite = _all_reduce_sums([float(not finite)], d)[0] == 0
-            if not finite:
-                # Stop before the optimiser spreads it, rather than train on NaN. Bad
-                # frames (a store damaged after it was built) are not the learning rate.
-                bad = ~torch.isfinite(batch.inputs).all(dim=-1)
-                if bad.any():
-                    _raise_non_finite(train, train_path, batch.frames[bad].numpy())
-                raise TrainingDiverged(
-                    f"training loss is {loss_value} at epoch {epoch}, step {step} (lr {lr:g}); "
-                    "lower the learning rate and re-run with --force", exp_dir,
-                )  # fmt: skip
             (loss * (len(y) * d.world_size / config.batch_size)).backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            labelled = y >= 0
-            loss_sum += loss_value * len(y)
-            correct += float((logits.detach().argmax(-1)[labelled] == y[labelled]).sum())
+            with torch.no_grad():
+                hits = (logits.detach().argmax(-1) == y).sum()  # unlabelled (-1) never hit
+                sums += torch.stack([loss.detach().double() * len(y), hits.double(),
+                                     (y >= 0).sum().double()])  # fmt: skip
             count += len(y)
-            labelled_count += int(labelled.sum())
+            end = b + 1 == steps_per_epoch
+            if device.type == "cuda" and (step - checked >= _CUDA_CHECK_STEPS or end
+                                          or step % config.checkpoint_every == 0):  # fmt: skip
+                _check_finite(float(sums[0]), d, train, train_path, exp_dir,
+                              f"between steps {checked} and {step} of epoch {epoch}",
+                              None)  # fmt: skip
+                checked = step
             if step % config.checkpoint_every == 0:
+                loss_sum, correct, labelled_count = sums.tolist()
                 save_checkpoint(epoch, b + 1, [loss_sum, correct, count, labelled_count])
+        loss_sum, correct, labelled_count = sums.tolist()
         loss_sum, correct, count, labelled_count = _all_reduce_sums(
             [loss_sum, correct, count, labelled_count], d
         )

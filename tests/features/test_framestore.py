@@ -110,6 +110,18 @@ def test_batches_are_reference_windows_with_targets(store, utts):
             assert int(tgt) == targets[utt][t]
 
 
+def test_device_splice_equals_host_splice(store):
+    """Splicing with torch from the store's copy on a device (what train-dnn does on a
+    GPU) gives the host's windows and targets, in a subset view too."""
+    for view in (store, store.subset(0.5, seed=1)):
+        host = list(view.batches(32, left=LEFT, right=RIGHT, seed=3))
+        dev = list(view.batches(32, left=LEFT, right=RIGHT, seed=3, device="cpu"))
+        assert len(host) == len(dev)
+        for a, b in zip(host, dev, strict=True):
+            assert torch.equal(a.inputs, b.inputs) and torch.equal(a.targets, b.targets)
+            assert torch.equal(a.frames, b.frames)
+
+
 def test_fp16_storage_within_fp16_tolerance(store, utts):
     for i, utt in enumerate(store.utt_ids):
         s, e = store.offsets[i], store.offsets[i + 1]

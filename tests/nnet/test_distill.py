@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -202,3 +203,28 @@ def test_fitnets_under_torchrun_with_two_processes(toy, tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "2 process(es)" in (exp / "log" / "train.log").read_text()
     assert (exp / ".done").is_file()
+
+
+@pytest.mark.parametrize("shared_input", [True, False])
+def test_stacked_ensemble_equals_each_member_run_alone(shared_input):
+    """The members run as one batched matmul per layer give each member's own logits,
+    with one input normalisation or one per member; members of other shapes keep the
+    loop and give the same."""
+    from asr_distill.nnet.model import DnnConfig
+
+    torch.manual_seed(0)
+    conf = DnnConfig(num_pdfs=7, feat_dim=3, left_context=2, right_context=1,
+                     hidden_layers=3, hidden_dim=16)  # fmt: skip
+    members = [SpliceDnn(conf) for _ in range(4)]
+    for i, m in enumerate(members):
+        shift = 0.0 if shared_input else float(i)
+        m.set_input_stats(np.full(3, 0.5 + shift), np.full(3, 2.0 + shift))
+        m.set_priors(np.arange(1, 8) + i)
+    ens = Ensemble(members)
+    assert ens.stacked and ens.shared_input == shared_input
+    x = torch.randn(9, conf.input_dim)
+    want = torch.stack([m(x) for m in members]).detach()  # (M, B, P)
+    torch.testing.assert_close(ens(x), want, rtol=1e-5, atol=1e-5)
+    mixed = Ensemble([*members[:2], SpliceDnn(dataclasses.replace(conf, hidden_dim=8))])
+    assert not mixed.stacked
+    torch.testing.assert_close(mixed(x)[:2], want[:2])
