@@ -169,6 +169,36 @@ def test_pseudo_labels_are_the_teachers_argmax(toy, tmp_path):
     assert yaml.safe_load((exp / "distill.yaml").read_text())["pseudo_labels"] is True
 
 
+def test_perturbed_views_are_what_the_teachers_label(toy, tmp_path):
+    """With --mixup-alpha / --freq-mask the student and the online teachers see the same
+    perturbed windows, fresh each step, and a student trains on them."""
+    paths = teachers(toy)
+    store = FrameStore(toy / "train")
+    student = SpliceDnn.load(paths[0])
+    c = student.config
+    batch = next(store.batches(64, left=c.left_context, right=c.right_context, shuffle=False))
+    objective = DistillObjective(
+        DistillConfig(teachers=paths, temperature=2, mixup_alpha=0.4, freq_mask=3), store
+    )
+    objective.setup(student, torch.device("cpu"))
+    seen = {}
+    student_forward, teacher_log_probs = student.forward, objective.teachers.log_probs
+    student.forward = lambda x, **kw: seen.setdefault("student", x) is None or \
+        student_forward(x, **kw)  # fmt: skip
+    objective.teachers.log_probs = lambda x, t: seen.setdefault("teachers", x) is None or \
+        teacher_log_probs(x, t)  # fmt: skip
+    objective.loss(student, batch, torch.device("cpu"), 0)
+    assert seen["student"] is seen["teachers"]
+    assert not torch.equal(seen["student"], batch.inputs)
+    exp = tmp_path / "augmented"
+    args = ["distill", "--epochs", "3", *TINY, "--temperature", "2", "--mixup-alpha", "0.4",
+            "--freq-mask", "3", *[a for p in paths for a in ("--teacher", p)]]  # fmt: skip
+    assert main([*args, str(toy / "train"), str(toy / "dev"), str(exp)]) == 0
+    assert best_dev_acc(exp) > 70.0
+    assert main([*args, "--soft-targets", str(tmp_path / "none"), str(toy / "train"),
+                 str(toy / "dev"), str(tmp_path / "refused")]) == 1  # fmt: skip
+
+
 def test_distill_resume_with_other_teachers_or_temperature_is_refused(toy, tmp_path):
     exp = tmp_path / "student"
     paths = teachers(toy)
