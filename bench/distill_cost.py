@@ -27,7 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr_distill.features.framestore import FrameBatch, FrameStore, build_frame_store
+from asr_distill.features.framestore import FrameBatch, FrameStore
+from asr_distill.features.framestore_build import build_frame_store
 from asr_distill.nnet import losses
 from asr_distill.nnet.distill import DistillConfig, DistillObjective
 from asr_distill.nnet.model import DnnConfig, SpliceDnn

@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from asr_distill.features.framestore import FrameStore, build_frame_store
+from asr_distill.features.framestore import FrameStore
+from asr_distill.features.framestore_build import build_frame_store
 from asr_distill.nnet.model import DnnConfig, SpliceDnn
 from asr_distill.nnet.train import Objective
 

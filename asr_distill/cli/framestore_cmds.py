@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from asr_distill.features.framestore import build_frame_store
+from asr_distill.features.framestore_build import build_frame_store
 from asr_distill.logging_setup import add_file_log
 
 log = logging.getLogger(__name__)

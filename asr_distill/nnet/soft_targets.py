@@ -123,7 +123,7 @@ def make_soft_targets(
 ) -> SoftTargetSummary:
     """Run the frozen ensemble over every frame of a frame store and cache its top-k.
 
-    store_dir: a frame store (:func:`build_frame_store`); every frame, labelled or not,
+    store_dir: a frame store (``make-frame-store``); every frame, labelled or not,
         in store order, spliced with the members' left/right context.
     model_paths: saved :class:`SpliceDnn` stems (``<stem>.safetensors`` + ``.yaml``); the
         members must share outputs, feature dim and context.

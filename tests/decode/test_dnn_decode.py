@@ -10,7 +10,8 @@ import torch
 
 from asr_distill.cli import main
 from asr_distill.decode.dnn import ensemble_log_posteriors, ensemble_log_priors
-from asr_distill.features.framestore import FrameStore, build_frame_store
+from asr_distill.features.framestore import FrameStore
+from asr_distill.features.framestore_build import build_frame_store
 from asr_distill.nnet.model import DnnConfig, SpliceDnn
 
 

@@ -11,7 +11,8 @@ import torch
 
 from asr_distill.cli import main
 from asr_distill.errors import InputError
-from asr_distill.features.framestore import FrameStore, build_frame_store
+from asr_distill.features.framestore import FrameStore
+from asr_distill.features.framestore_build import build_frame_store
 from asr_distill.io.kaldi_ark import kaldi_io, write_ark_entry
 
 DIM = 40

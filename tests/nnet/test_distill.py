@@ -11,7 +11,8 @@ import torch
 import yaml
 
 from asr_distill.cli import main
-from asr_distill.features.framestore import FrameStore, build_frame_store
+from asr_distill.features.framestore import FrameStore
+from asr_distill.features.framestore_build import build_frame_store
 from asr_distill.nnet.curve import best_dev_frame_acc
 from asr_distill.nnet.distill import DistillConfig, DistillObjective
 from asr_distill.nnet.ensemble import Ensemble

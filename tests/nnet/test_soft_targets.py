@@ -14,7 +14,8 @@ import torch
 
 from asr_distill.cli import soft_target_cmds
 from asr_distill.errors import InputError
-from asr_distill.features.framestore import FrameStore, build_frame_store
+from asr_distill.features.framestore import FrameStore
+from asr_distill.features.framestore_build import build_frame_store
 from asr_distill.nnet.ensemble import Ensemble
 from asr_distill.nnet.model import DnnConfig, SpliceDnn
 from asr_distill.nnet.soft_targets import SoftTargetCache, make_soft_targets

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from asr_distill.features.framestore import build_frame_store
+from asr_distill.features.framestore_build import build_frame_store
 from asr_distill.nnet.curve import best_dev_frame_acc, read_train_curve
 from asr_distill.nnet.model import DnnConfig, SpliceDnn
 from asr_distill.nnet.train import ScheduleState, TrainConfig, end_of_epoch, train_dnn

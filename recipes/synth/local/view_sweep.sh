@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Issue 13, item 3: which view should the teachers label? Students of the training
+# frames at the preset's student settings (T, hard weight, lr, schedule, epochs), with
+# soft targets from a cache of the clean frames, or from the teachers run online on a
+# fresh perturbation each step (mixup, frequency masks). Prints each run's best dev
+# frame accuracy, its epoch, the training seconds (the sum of train_curve.csv's epochs)
+# and dev points gained over the cached student per CPU-hour. Run after stages 0-15 of
+# recipes/synth/run.sh; settings are judged on dev only.
+#   recipes/synth/local/view_sweep.sh [--work-dir exp/synth] [--preset cpu] [--jobs 2]
+#                                     [--runs "cached mixup0.4 fmask8 ..."]
+set -euo pipefail
+
+work_dir=exp/synth
+preset=cpu
+jobs=2   # runs at once, threads shared
+runs="cached online mixup0.4 fmask8 mixup0.4_fmask8"
+epochs=""  # default: the preset's student_epochs
+. "$(dirname "${BASH_SOURCE[0]}")/../../shared/lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../../shared/parse_options.sh"
+recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+exp=$work_dir/exp
+frames=$work_dir/frames
+sweep=$work_dir/view_sweep
+conf=$recipe_dir/conf/dnn_$preset.yaml
+vars=$(yaml_vars "$recipe_dir/conf/$preset.yaml" hard_weight distill_lr student_schedule \
+  student_epochs soft_top_k)
+eval "$vars"
+t=2  # the presets' student temperature
+epochs=${epochs:-$student_epochs}
+load_teachers "$exp"
+mkdir -p "$sweep"
+cache=$exp/soft_targets_T$t
+asr-distill make-soft-targets "${teachers[@]}" --temperature "$t" --top-k "$soft_top_k" \
+  --no-progress "$frames/train" "$cache"
+
+one() {
+  local name=$1 opts=()
+  case $name in
+    cached) opts=(--soft-targets "$cache") ;;
+    online) ;;
+    *) local part
+       for part in ${name//_/ }; do
+         case $part in
+           mixup*) opts+=(--mixup-alpha "${part#mixup}") ;;
+           fmask*) opts+=(--freq-mask "${part#fmask}") ;;
+           *) echo "view_sweep: unknown run part '$part'" >&2; return 1 ;;
+         esac
+       done ;;
+  esac
+  asr-distill distill --config "$conf" --no-progress "${teachers[@]}" "${opts[@]}" \
+    --temperature "$t" --hard-weight "$hard_weight" --lr "$distill_lr" \
+    --schedule "$student_schedule" --epochs "$epochs" "$frames/train" "$frames/dev" \
+    "$sweep/$name" > "$sweep/$name.log" 2>&1 \
+    || { echo "view_sweep: $name failed, see $sweep/$name.log" >&2; return 1; }
+}
+
+# shellcheck disable=SC2086  # runs is a list
+OMP_NUM_THREADS=$(nproc) run_parallel "$jobs" one $runs
+
+python3 - "$sweep" $runs <<'PY'
+import sys
+from pathlib import Path
+from asr_distill.nnet.curve import best_dev_frame_acc, read_train_curve
+sweep, names = Path(sys.argv[1]), sys.argv[2:]
+rows = {}
+for n in names:
+    acc, epoch = best_dev_frame_acc(sweep / n)
+    rows[n] = (acc, epoch, sum(r["seconds"] for r in read_train_curve(sweep / n)))
+print(f"{'run':<22} {'dev acc':>8} {'epoch':>6} {'seconds':>8} {'gain/CPU-h':>11}")
+base = rows.get("cached")
+for n, (acc, epoch, sec) in rows.items():
+    rate = "" if base is None or n == "cached" else \
+        f"{(acc - base[0]) / (sec / 3600):+11.2f}"
+    print(f"{n:<22} {acc:8.2f} {epoch:>6} {sec:8.0f} {rate:>11}")
+PY
