@@ -16,7 +16,8 @@ import torch
 from asr_distill.features.framestore_build import build_frame_store
 from asr_distill.nnet.curve import best_dev_frame_acc, read_train_curve
 from asr_distill.nnet.model import DnnConfig, SpliceDnn
-from asr_distill.nnet.train import ScheduleState, TrainConfig, end_of_epoch, train_dnn
+from asr_distill.nnet.schedule import ScheduleState, end_of_epoch
+from asr_distill.nnet.train import TrainConfig, train_dnn
 
 DIM, PDFS = 6, 5
 
