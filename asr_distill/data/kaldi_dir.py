@@ -17,6 +17,7 @@ from pathlib import Path
 
 from asr_distill.errors import InputError
 from asr_distill.io import atomic_open
+from asr_distill.io.text import utf8_lines
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,23 +89,17 @@ def read_table(path: str | Path, *, allow_empty_value: bool = False) -> dict[str
     """
     path = Path(path)
     out: dict[str, str] = {}
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, start=1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                raise InputError(f"not valid UTF-8 ({e.reason})", path, lineno) from None
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                raise InputError("empty line", path, lineno)
-            parts = line.strip().split(maxsplit=1)
-            key = parts[0]
-            value = parts[1].strip() if len(parts) > 1 else ""
-            if not value and not allow_empty_value:
-                raise InputError(f"no value for key {key!r}", path, lineno)
-            if key in out:
-                raise InputError(f"duplicate key {key!r}", path, lineno)
-            out[key] = value
+    for lineno, line in utf8_lines(path):
+        if not line.strip():
+            raise InputError("empty line", path, lineno)
+        parts = line.strip().split(maxsplit=1)
+        key = parts[0]
+        value = parts[1].strip() if len(parts) > 1 else ""
+        if not value and not allow_empty_value:
+            raise InputError(f"no value for key {key!r}", path, lineno)
+        if key in out:
+            raise InputError(f"duplicate key {key!r}", path, lineno)
+        out[key] = value
     return out
 
 

@@ -57,6 +57,7 @@ from asr_distill.config import save_config
 from asr_distill.data.kaldi_dir import read_table
 from asr_distill.errors import InputError
 from asr_distill.io import atomic_open, is_done, mark_done
+from asr_distill.io.text import utf8_lines
 from asr_distill.lang.subword import spell_with_pieces, train_sentencepiece
 from asr_distill.logging_setup import add_file_log
 
@@ -182,18 +183,6 @@ def stress_mark(phone: str) -> str:
 # --------------------------------------------------------------------------- reading
 
 
-def _decoded_lines(path: Path) -> Iterable[tuple[int, str]]:
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise InputError(f"cannot read: {e.strerror}", path) from None
-    for lineno, raw in enumerate(data.splitlines(), start=1):
-        try:
-            yield lineno, raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise InputError(f"not valid UTF-8 (byte {e.start})", path, lineno) from None
-
-
 def _is_number(field: str) -> bool:
     try:
         float(field)
@@ -215,7 +204,7 @@ def read_lexicon(
     path = Path(path)
     out: Lexicon = []
     seen: set[tuple[str, Pron]] = set()
-    for lineno, line in _decoded_lines(path):
+    for lineno, line in utf8_lines(path):
         fields = line.split()
         if not fields:
             if skip_blank:
@@ -252,7 +241,7 @@ def _read_phone_lines(path: Path, *, required: bool = True) -> list[list[str]]:
             raise InputError("missing", path)
         return []
     lines = []
-    for lineno, line in _decoded_lines(path):
+    for lineno, line in utf8_lines(path):
         fields = line.split()
         if not fields:
             raise InputError("empty line", path, lineno)
@@ -342,7 +331,7 @@ def read_word_list(path: str | Path) -> list[str]:
     """
     path = Path(path)
     out = []
-    for lineno, line in _decoded_lines(path):
+    for lineno, line in utf8_lines(path):
         fields = line.split()
         if fields and fields[0] not in RESERVED_WORDS and not is_disambig_symbol(fields[0]):
             check_word(fields[0], path, lineno)
@@ -361,7 +350,7 @@ def read_text_words(path: str | Path) -> list[str]:
     if path.is_dir():
         path, strip_id = path / "text", True
     seen: dict[str, None] = {}
-    for lineno, line in _decoded_lines(path):
+    for lineno, line in utf8_lines(path):
         for word in line.split()[1 if strip_id else 0 :]:
             if word not in RESERVED_WORDS:
                 check_word(word, path, lineno)

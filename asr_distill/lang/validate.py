@@ -13,6 +13,7 @@ import kaldi_hmm_gmm
 import kaldifst
 
 from asr_distill.errors import InputError
+from asr_distill.io.text import utf8_lines
 
 PHONE_LISTS = ("silence", "nonsilence", "optional_silence", "disambig", "context_indep")
 BOUNDARY_OF_SUFFIX = {"_B": "begin", "_E": "end", "_I": "internal", "_S": "singleton"}
@@ -22,16 +23,9 @@ def read_symbol_table(path: str | Path) -> dict[str, int]:
     """Read a Kaldi/OpenFst symbol table and check it: ``<eps> 0`` first, ids contiguous
     from 0 in file order, symbols unique. Raises :class:`InputError` naming the line."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise InputError(f"cannot read: {e.strerror}", path) from None
     table: dict[str, int] = {}
-    for lineno, raw in enumerate(data.splitlines(), start=1):
-        try:
-            fields = raw.decode("utf-8").split()
-        except UnicodeDecodeError as e:
-            raise InputError(f"not valid UTF-8 (byte {e.start})", path, lineno) from None
+    for lineno, line in utf8_lines(path):
+        fields = line.split()
         if len(fields) != 2 or not fields[1].isdigit():
             raise InputError("expected 'symbol integer-id'", path, lineno)
         symbol, i = fields[0], int(fields[1])
@@ -83,10 +77,7 @@ class LangDir:
 def _read_rows(path: Path) -> list[list[str]]:
     if not path.is_file():
         raise InputError("missing", path)
-    try:
-        return [line.split() for line in path.read_text(encoding="utf-8").splitlines()]
-    except UnicodeDecodeError as e:
-        raise InputError(f"not valid UTF-8 (byte {e.start})", path) from None
+    return [line.split() for _, line in utf8_lines(path)]
 
 
 def _check_int_file(
