@@ -21,7 +21,6 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import kaldi_hmm_gmm as khg
-import kaldifst
 import numpy as np
 import torch
 
@@ -31,6 +30,7 @@ from asr_distill.errors import InputError
 from asr_distill.hmm.model import GmmHmm
 from asr_distill.io import atomic_open, mark_done
 from asr_distill.io.step import step_log
+from asr_distill.lang.validate import read_fst
 
 log = logging.getLogger(__name__)
 
@@ -81,7 +81,7 @@ def _decode_chunk(utts: Sequence[str]) -> list[tuple[str, float, list[int] | Non
     st = _STATE
     cfg: DecodeConfig = st["config"]
     model: GmmHmm = st["model"]
-    graph = kaldifst.StdVectorFst.read(str(st["graph"]))
+    graph = read_fst(Path(st["graph"]))
     dcfg = khg.LatticeFasterDecoderConfig(
         beam=cfg.beam, lattice_beam=cfg.lattice_beam, max_active=cfg.max_active,
         min_active=cfg.min_active,

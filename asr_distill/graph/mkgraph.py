@@ -67,7 +67,7 @@ from asr_distill.graph.fst_ops import (
 )
 from asr_distill.hmm.model import GmmHmm
 from asr_distill.io import atomic_open, atomic_path, is_done, mark_done
-from asr_distill.lang.validate import LangDir, read_symbol_table, validate_lang
+from asr_distill.lang.validate import LangDir, read_fst, read_symbol_table, validate_lang
 from asr_distill.logging_setup import add_file_log
 
 log = logging.getLogger(__name__)
@@ -155,15 +155,6 @@ class _Stages:
         if states == 0:
             raise RuntimeError(f"{name} is empty")
         self._t = time.perf_counter()
-
-
-def _read_fst(path: Path) -> kaldifst.StdVectorFst:
-    if not path.is_file():
-        raise InputError("missing", path)
-    fst = kaldifst.StdVectorFst.read(str(path))
-    if fst is None:
-        raise InputError("not a readable OpenFst (StdVectorFst) file", path)
-    return fst
 
 
 def _check_model_matches_lang(model: GmmHmm, lang: LangDir, model_dir: Path) -> None:
@@ -310,8 +301,8 @@ def make_graph(
             model.num_pdfs,
             model.trans_model.num_transition_ids,
         )
-        l_disambig = _read_fst(lang_dir / "L_disambig.fst")
-        g = _read_fst(lang_dir / "G.fst")
+        l_disambig = read_fst(lang_dir / "L_disambig.fst")
+        g = read_fst(lang_dir / "G.fst")
         log.info("G      %9d states %10d arcs", *fst_size(g))
         disambig_phones = [lang.phones[p] for p in lang.disambig]
         hclg, parts, stages = build_hclg(l_disambig, g, disambig_phones, model, config)

@@ -35,7 +35,7 @@ from asr_distill.errors import InputError
 from asr_distill.hmm.model import GmmHmm
 from asr_distill.io import atomic_open
 from asr_distill.io.kaldi_ark import read_vec_int_ark, write_ark_entry
-from asr_distill.lang.validate import LangDir
+from asr_distill.lang.validate import LangDir, read_fst
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ _STATE: dict = {}
 
 
 def _graph_compiler(model: GmmHmm, lang_dir: Path) -> khg.TrainingGraphCompiler:
-    lex = kaldifst.StdVectorFst.read(str(lang_dir / "L.fst"))
+    lex = read_fst(lang_dir / "L.fst")
     kaldifst.arcsort(lex, sort_type="olabel")
     disambig = [int(x) for x in (lang_dir / "phones" / "disambig.int").read_text().split()]
     return khg.TrainingGraphCompiler(

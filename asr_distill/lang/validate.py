@@ -103,7 +103,9 @@ def _check_int_file(
     return rows
 
 
-def _read_fst(path: Path):
+def read_fst(path: Path) -> kaldifst.StdVectorFst:
+    """An OpenFst StdVectorFst file (L.fst, G.fst, HCLG.fst); InputError if missing or
+    unreadable."""
     if not path.is_file():
         raise InputError("missing", path)
     fst = kaldifst.StdVectorFst.read(str(path))
@@ -255,7 +257,7 @@ def validate_lang(lang_dir: str | Path) -> LangDir:
     word_ids = set(words.values())
     for name in ("L.fst", "L_disambig.fst"):
         path = lang_dir / name
-        fst = _read_fst(path)
+        fst = read_fst(path)
         if fst.num_states == 0:
             raise InputError("empty FST", path)
         ilabels, olabels, loops = fst_labels(fst)
@@ -266,7 +268,7 @@ def validate_lang(lang_dir: str | Path) -> LangDir:
         if name == "L_disambig.fst" and (phones["#0"], words["#0"]) not in loops:
             raise InputError("no #0:#0 self-loop (G's backoff symbol cannot pass)", path)
     if (lang_dir / "G.fst").is_file():
-        fst = _read_fst(lang_dir / "G.fst")
+        fst = read_fst(lang_dir / "G.fst")
         ilabels, olabels, _ = fst_labels(fst)
         if not (ilabels | olabels) <= word_ids:
             raise InputError("labels outside words.txt", lang_dir / "G.fst")
