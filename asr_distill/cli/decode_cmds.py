@@ -136,8 +136,9 @@ def _decode(args: argparse.Namespace) -> int:
 
 
 def _frame_accuracy(args: argparse.Namespace) -> int:
-    from asr_distill.decode.dnn import frame_accuracy_on_store, load_models, member_weights
+    from asr_distill.decode.dnn import load_models, member_weights
     from asr_distill.features.framestore import FrameStore
+    from asr_distill.nnet.scoring import score_store
 
     models = load_models(args.dnn)
     weights = member_weights(args.dnn, args.weighting)
@@ -148,8 +149,8 @@ def _frame_accuracy(args: argparse.Namespace) -> int:
         store = FrameStore(store_dir)
         if fraction < 1:
             store = store.subset(fraction, seed=args.seed)
-        acc, frames = frame_accuracy_on_store(models, store, combine=args.combine,
-                                              weights=weights)  # fmt: skip
+        score = score_store(models, store, combine=args.combine, weights=weights)
+        acc, frames = score.frame_accuracy, score.frames
         results[store_dir] = {"frame_accuracy": round(acc, 3), "frames": frames}
         print(f"{store_dir}: frame accuracy {acc:.2f}% over {frames} frames")
     if args.out:

@@ -13,7 +13,6 @@ from asr_distill.nnet.distill import (
     METHODS,
     DistillConfig,
     distill,
-    ensemble_frame_accuracy,
     train_ensemble,
 )
 
@@ -82,9 +81,15 @@ def _train_ensemble(args: argparse.Namespace) -> int:
 
 
 def _ensemble_accuracy(args: argparse.Namespace) -> int:
+    from asr_distill.features.framestore import FrameStore
+    from asr_distill.nnet.model import SpliceDnn
+    from asr_distill.nnet.scoring import score_store
+
+    models = [SpliceDnn.load(p) for p in args.teacher]
     out = {"teachers": args.teacher, "combine": args.combine, "stores": {}}
     for store in args.stores:
-        acc, members = ensemble_frame_accuracy(args.teacher, store, args.combine)
+        score = score_store(models, FrameStore(store), combine=args.combine)
+        acc, members = score.frame_accuracy, score.member_frame_accuracies
         out["stores"][store] = {"ensemble": round(acc, 3), "members": [round(a, 3) for a in
                                                                       members]}  # fmt: skip
         print(f"{store}: ensemble {acc:.2f}%, members {min(members):.2f}-{max(members):.2f}% "

@@ -1,6 +1,6 @@
-"""Hybrid DNN scoring of frame stores: log-likelihoods for decoding (log posterior -
-log prior) and frame accuracy, for one model or several whose posteriors are
-averaged (the ensemble row of the paper's Table 1)."""
+"""Hybrid DNN decoding of frame stores: log-likelihoods (log posterior - log prior) for
+one model or several whose posteriors are combined (the ensemble row of the paper's
+Table 1). Frame accuracy is :mod:`asr_distill.nnet.scoring`'s."""
 
 from __future__ import annotations
 
@@ -75,27 +75,6 @@ def member_weights(paths: Sequence[str | Path], weighting: str) -> list[float] |
 def ensemble_log_priors(models: Sequence[SpliceDnn]) -> torch.Tensor:
     """log of the mean of the models' priors (identical when trained on the same data)."""
     return torch.logsumexp(torch.stack([m.log_priors for m in models]), 0) - math.log(len(models))
-
-
-def frame_accuracy_on_store(
-    models: Sequence[SpliceDnn],
-    store: FrameStore,
-    *,
-    combine: str = "arithmetic",
-    weights: Sequence[float] | None = None,
-) -> tuple[float, int]:
-    """Frame accuracy (%) of the (ensemble) argmax against the store's targets."""
-    correct = total = 0
-    for i in range(store.num_utts):
-        y = store.utterance_targets(i)
-        mask = y >= 0
-        if not mask.any():
-            continue
-        pred = ensemble_log_posteriors(models, store, i, combine=combine,
-                                       weights=weights).argmax(-1)  # fmt: skip
-        correct += int((pred[mask] == y[mask]).sum())
-        total += int(mask.sum())
-    return 100.0 * correct / max(total, 1), total
 
 
 def decode_dnn(

@@ -31,7 +31,6 @@ import logging
 import os
 import subprocess
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -410,24 +409,3 @@ def _train_parallel(train_store, dev_store, dirs, config: TrainConfig, parallel:
             failed.append(i)
     if failed:
         raise RuntimeError(f"ensemble members {failed} failed; re-run to resume them")
-
-
-def ensemble_frame_accuracy(paths: Sequence[str | Path], store_dir: str | Path,
-                            combine: str = "arithmetic") -> tuple[float, list[float]]:  # fmt: skip
-    """(ensemble frame accuracy %, each member's) on a store's labelled frames."""
-    store = FrameStore(store_dir)
-    ens = Ensemble.load(paths, combine=combine)
-    correct = np.zeros(len(paths) + 1)
-    total = 0
-    with torch.no_grad():
-        for batch in store.batches(4096, left=ens.config.left_context,
-                                   right=ens.config.right_context, shuffle=False,
-                                   labelled_only=True):  # fmt: skip
-            z = ens(batch.inputs)  # (M, B, P)
-            y = batch.targets
-            for m in range(len(paths)):
-                correct[m] += float((z[m].argmax(-1) == y).sum())
-            correct[-1] += float((ens.log_probs(batch.inputs).argmax(-1) == y).sum())
-            total += len(y)
-    acc = 100.0 * correct / max(total, 1)
-    return float(acc[-1]), [float(a) for a in acc[:-1]]

@@ -37,6 +37,7 @@ from asr_distill.logging_setup import add_file_log
 from asr_distill.nnet.curve import CURVE_FIELDS, CURVE_FILE
 from asr_distill.nnet.model import DnnConfig, SpliceDnn
 from asr_distill.nnet.schedule import ScheduleState, end_of_epoch, lr_at_step
+from asr_distill.nnet.scoring import score_store
 
 log = logging.getLogger(__name__)
 
@@ -170,31 +171,17 @@ def splice_device(store: FrameStore, device: torch.device) -> torch.device | Non
     return device if need <= torch.cuda.mem_get_info(device)[0] / 4 else None
 
 
-@torch.no_grad()
 def evaluate(
     model: nn.Module, store: FrameStore, config: TrainConfig, d: _Dist, device: torch.device
 ) -> tuple[float, float]:
     """(mean CE, frame accuracy %) over the labelled frames of ``store`` (sharded over
     ranks, summed with all_reduce)."""
     model.eval()
-    sums = torch.zeros(2, dtype=torch.float64, device=device)  # summed CE, correct
-    count = 0
-    for batch in store.batches(
-        max(config.batch_size, 1024), left=config.left_context, right=config.right_context,
-        shuffle=False, rank=d.rank, world_size=d.world_size, labelled_only=True,
-        device=splice_device(store, device),
-    ):  # fmt: skip
-        if len(batch.targets) == 0:
-            continue
-        x, y = batch.inputs.to(device), batch.targets.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
-            logits = model(x)
-        ce = nn.functional.cross_entropy(logits.float(), y, reduction="sum")
-        sums += torch.stack([ce.double(), (logits.argmax(-1) == y).sum().double()])
-        count += len(y)
-    loss_sum, correct = sums.tolist()
-    loss_sum, correct, count = _all_reduce_sums([loss_sum, correct, count], d)
+    score = score_store([model], store, batch_size=max(config.batch_size, 1024),
+                        device=device, bf16=config.bf16, rank=d.rank, world_size=d.world_size,
+                        splice_device=splice_device(store, device))  # fmt: skip
     model.train()
+    loss_sum, correct, count = _all_reduce_sums([score.ce_sum, score.correct, score.frames], d)
     return loss_sum / max(count, 1), 100.0 * correct / max(count, 1)
 
 
