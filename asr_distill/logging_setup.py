@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 LOG_FORMAT = "%(asctime)s %(levelname)s (%(name)s) %(message)s"
@@ -32,3 +34,20 @@ def add_file_log(log_file: str | Path) -> logging.Handler:
     handler.setFormatter(logging.Formatter(LOG_FORMAT, DATE_FORMAT))
     logging.getLogger().addHandler(handler)
     return handler
+
+
+@contextlib.contextmanager
+def file_log(log_file: str | Path) -> Iterator[None]:
+    """Also log to ``log_file`` for the duration of the block. An error that ends the
+    block is written there too (the CLI reports it on stderr), so a step's log says
+    why it stopped."""
+    handler = add_file_log(log_file)
+    try:
+        yield
+    except Exception as e:
+        handler.handle(logging.LogRecord("asr_distill", logging.ERROR, __file__, 0,
+                                         "%s", (e,), None))  # fmt: skip
+        raise
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()

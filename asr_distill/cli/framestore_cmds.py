@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from asr_distill.features.framestore_build import build_frame_store
-from asr_distill.logging_setup import add_file_log
 
 log = logging.getLogger(__name__)
 
@@ -43,23 +41,18 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _make(args: argparse.Namespace) -> int:
-    handler = add_file_log(Path(args.out_dir) / "log" / "make-frame-store.log")
-    try:
-        summary = build_frame_store(
-            args.out_dir,
-            args.feats_scp,
-            targets=args.targets,
-            cmvn_scp=args.cmvn_scp,
-            utt2spk=args.utt2spk,
-            norm_vars=args.norm_vars,
-            num_pdfs=args.num_pdfs,
-            skip_bad=args.skip_bad,
-            keep_unaligned=args.keep_unaligned,
-            force=args.force,
-        )
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+    summary = build_frame_store(
+        args.out_dir,
+        args.feats_scp,
+        targets=args.targets,
+        cmvn_scp=args.cmvn_scp,
+        utt2spk=args.utt2spk,
+        norm_vars=args.norm_vars,
+        num_pdfs=args.num_pdfs,
+        skip_bad=args.skip_bad,
+        keep_unaligned=args.keep_unaligned,
+        force=args.force,
+    )
     if summary.num_skipped:
         log.warning("%d utterances skipped", summary.num_skipped)
     return 0

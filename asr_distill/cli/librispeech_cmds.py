@@ -14,7 +14,6 @@ from asr_distill.data.librispeech import (
     download_lm_files,
     prepare_librispeech,
 )
-from asr_distill.logging_setup import add_file_log
 
 log = logging.getLogger(__name__)
 
@@ -99,23 +98,17 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    args.out.mkdir(parents=True, exist_ok=True)
-    handler = add_file_log(args.out / "log" / "prepare-librispeech.log")
-    try:
-        summary = prepare_librispeech(
-            args.corpus_dir,
-            args.subset,
-            args.out,
-            download=args.download,
-            download_dir=args.download_dir,
-            url_base=args.url_base,
-            skip_bad=args.skip_bad,
-            force=args.force,
-            progress=not args.no_progress,
-        )
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+    summary = prepare_librispeech(
+        args.corpus_dir,
+        args.subset,
+        args.out,
+        download=args.download,
+        download_dir=args.download_dir,
+        url_base=args.url_base,
+        skip_bad=args.skip_bad,
+        force=args.force,
+        progress=not args.no_progress,
+    )
     if not summary.already_done:
         log.info(
             "prepare-librispeech: %d utterances, %d speakers, %.2f h, %d skipped -> %s",

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 from asr_distill.errors import InputError
-from asr_distill.logging_setup import add_file_log
 from asr_distill.nnet.ensemble import COMBINES
 from asr_distill.nnet.soft_targets import make_soft_targets
 
@@ -51,38 +49,33 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _make(args: argparse.Namespace) -> int:
-    handler = add_file_log(Path(args.out_dir) / "log" / "make-soft-targets.log")
     try:
-        try:
-            summary = make_soft_targets(
-                args.store,
-                args.teacher,
-                args.out_dir,
-                temperature=args.temperature,
-                top_k=args.top_k,
-                combine=args.combine,
-                weights=args.weights,
-                batch_size=args.batch_size,
-                device=args.device,
-                force=args.force,
-                progress=not args.no_progress,
-            )
-        except ValueError as e:  # a bad option (T <= 0, k out of range): no traceback
-            if isinstance(e, InputError):
-                raise
-            raise InputError(f"bad option: {e}") from None
-        log.info(
-            "soft targets %s (%s): %d frames, top-%d of %d pdfs, T=%g, mean tail mass %.4g, %.1f s",
-            summary.path,
-            "written" if summary.built else "already complete",
-            summary.num_frames,
-            summary.top_k,
-            summary.num_pdfs,
-            summary.temperature,
-            summary.mean_tail,
-            summary.seconds,
+        summary = make_soft_targets(
+            args.store,
+            args.teacher,
+            args.out_dir,
+            temperature=args.temperature,
+            top_k=args.top_k,
+            combine=args.combine,
+            weights=args.weights,
+            batch_size=args.batch_size,
+            device=args.device,
+            force=args.force,
+            progress=not args.no_progress,
         )
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+    except ValueError as e:  # a bad option (T <= 0, k out of range): no traceback
+        if isinstance(e, InputError):
+            raise
+        raise InputError(f"bad option: {e}") from None
+    log.info(
+        "soft targets %s (%s): %d frames, top-%d of %d pdfs, T=%g, mean tail mass %.4g, %.1f s",
+        summary.path,
+        "written" if summary.built else "already complete",
+        summary.num_frames,
+        summary.top_k,
+        summary.num_pdfs,
+        summary.temperature,
+        summary.mean_tail,
+        summary.seconds,
+    )
     return 0

@@ -8,7 +8,6 @@ from pathlib import Path
 
 from asr_distill.config import load_config
 from asr_distill.data.synth import SPLITS, SynthConfig, SynthError, make_synth_corpus
-from asr_distill.logging_setup import add_file_log
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +61,6 @@ def _make(args: argparse.Namespace) -> int:
     config = load_config(SynthConfig, args.config, hours=args.hours, seed=args.seed,
                          lm_max_sentences=args.lm_max_sentences,
                          transfer_hours=args.transfer_hours)  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
-    handler = add_file_log(args.out / "log" / "make-synth-corpus.log")
     try:
         summary = make_synth_corpus(
             args.out, config, nj=args.nj, force=args.force, progress=not args.no_progress
@@ -71,9 +68,6 @@ def _make(args: argparse.Namespace) -> int:
     except SynthError as e:
         log.error("%s", e)
         return 1
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
     for split in SPLITS:
         if not summary.num_utterances.get(split):
             continue

@@ -31,7 +31,8 @@ from tqdm import tqdm
 from asr_distill.data.download import Checksum, download_file, extract_tar, extraction_marker
 from asr_distill.data.kaldi_dir import DataDir, read_data_dir, validate_data_dir, write_data_dir
 from asr_distill.errors import InputError
-from asr_distill.io import atomic_open, is_done, mark_done
+from asr_distill.io import atomic_open, is_done
+from asr_distill.io.step import step_log
 
 log = logging.getLogger(__name__)
 
@@ -495,56 +496,53 @@ def prepare_librispeech(
     The output is checked with :func:`validate_data_dir` before the done marker is written.
     """
     out_dir = Path(out_dir)
-    if is_done(out_dir) and not force:
-        log.info("%s is complete; nothing to do (use --force to redo)", out_dir)
-        data = read_data_dir(out_dir)
-        skipped = out_dir / SKIPPED_FILE
-        num_skipped = len(skipped.read_text().splitlines()) if skipped.is_file() else 0
+    settings = {"corpus_dir": str(corpus_dir), "subset": subset, "download": download,
+                "skip_bad": skip_bad}  # fmt: skip
+    with step_log(out_dir, "prepare-librispeech.log", force=force, config=settings) as run:
+        if not run:
+            data = read_data_dir(out_dir)
+            skipped = out_dir / SKIPPED_FILE
+            num_skipped = len(skipped.read_text().splitlines()) if skipped.is_file() else 0
+            hours = sum(data.utt2dur.values()) / 3600 if data.utt2dur else 0.0
+            return PrepareSummary(out_dir, len(data.utt2spk), len(data.spk2utt), hours,
+                                  num_skipped, already_done=True)  # fmt: skip
+
+        if download:
+            subset_dir = download_subset(subset, corpus_dir, download_dir=download_dir,
+                                         url_base=url_base, progress=progress)  # fmt: skip
+        else:
+            subset_dir = find_subset_dir(corpus_dir, subset)
+        parsed = parse_librispeech_dir(subset_dir, skip_bad=skip_bad, progress=progress)
+
+        for name in _STALE_FILES:
+            stale = out_dir / name
+            if stale.is_file():
+                log.warning("removing %s left over from an earlier run", stale)
+                stale.unlink()
+        write_data_dir(parsed.data, out_dir)
+        skipped_path = out_dir / SKIPPED_FILE
+        if parsed.skipped:
+            with atomic_open(skipped_path) as f:
+                for item in parsed.skipped:
+                    f.write(f"{item}\n")
+            log.warning(
+                "skipped %d bad utterance(s) of %s; see %s",
+                len(parsed.skipped),
+                subset_dir,
+                skipped_path,
+            )
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                skipped_path.unlink()
+        data = validate_data_dir(out_dir, require_utt2dur=True)
         hours = sum(data.utt2dur.values()) / 3600 if data.utt2dur else 0.0
-        return PrepareSummary(
-            out_dir, len(data.utt2spk), len(data.spk2utt), hours, num_skipped, already_done=True
-        )
-    with contextlib.suppress(FileNotFoundError):
-        (out_dir / ".done").unlink()
-
-    if download:
-        subset_dir = download_subset(
-            subset, corpus_dir, download_dir=download_dir, url_base=url_base, progress=progress
-        )
-    else:
-        subset_dir = find_subset_dir(corpus_dir, subset)
-    parsed = parse_librispeech_dir(subset_dir, skip_bad=skip_bad, progress=progress)
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for name in _STALE_FILES:
-        stale = out_dir / name
-        if stale.is_file():
-            log.warning("removing %s left over from an earlier run", stale)
-            stale.unlink()
-    write_data_dir(parsed.data, out_dir)
-    skipped_path = out_dir / SKIPPED_FILE
-    if parsed.skipped:
-        with atomic_open(skipped_path) as f:
-            for item in parsed.skipped:
-                f.write(f"{item}\n")
-        log.warning(
-            "skipped %d bad utterance(s) of %s; see %s",
-            len(parsed.skipped),
+        log.info(
+            "%s: %d utterances, %d speakers, %.2f h from %s",
+            out_dir,
+            len(data.utt2spk),
+            len(data.spk2utt),
+            hours,
             subset_dir,
-            skipped_path,
         )
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            skipped_path.unlink()
-    data = validate_data_dir(out_dir, require_utt2dur=True)
-    mark_done(out_dir)
-    hours = sum(data.utt2dur.values()) / 3600 if data.utt2dur else 0.0
-    log.info(
-        "%s: %d utterances, %d speakers, %.2f h from %s",
-        out_dir,
-        len(data.utt2spk),
-        len(data.spk2utt),
-        hours,
-        subset_dir,
-    )
-    return PrepareSummary(out_dir, len(data.utt2spk), len(data.spk2utt), hours, len(parsed.skipped))
+        return PrepareSummary(out_dir, len(data.utt2spk), len(data.spk2utt), hours,
+                              len(parsed.skipped))  # fmt: skip

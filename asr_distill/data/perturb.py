@@ -31,11 +31,10 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from asr_distill.config import save_config
 from asr_distill.data.kaldi_dir import DataDir, Segment, read_data_dir, write_data_dir
 from asr_distill.data.synth.perturb import coloured_noise
 from asr_distill.errors import InputError
-from asr_distill.io import atomic_open, atomic_path, mark_done
+from asr_distill.io import atomic_open, atomic_path
 from asr_distill.io.step import step_log
 
 log = logging.getLogger(__name__)
@@ -209,7 +208,7 @@ def perturb_data_dir(
     copies). Returns the new data dir, or None if ``out_dir`` is already finished."""
     config = config or PerturbConfig()
     src_dir, out_dir = Path(src_dir), Path(out_dir)
-    with step_log(out_dir, "perturb.log", force=force) as run:
+    with step_log(out_dir, "perturb.log", force=force, config=config) as run:
         if not run:
             return None
         data = read_data_dir(src_dir)
@@ -224,7 +223,6 @@ def perturb_data_dir(
                 stale.unlink()
         with atomic_open(previous) as f:
             json.dump(source, f, indent=2, sort_keys=True)
-        save_config(config, out_dir / "config.yaml")
         audio_dir.mkdir(parents=True, exist_ok=True)
         lines = _scp_lines(src_dir / "wav.scp")
         copies: list[DataDir] = []
@@ -274,7 +272,6 @@ def perturb_data_dir(
         write_data_dir(merged, out_dir)
         log.info("perturb-data-dir: %d utterances, %d speakers -> %s", len(merged.utt2spk),
                  len(merged.spk2utt), out_dir)  # fmt: skip
-        mark_done(out_dir)
         return merged
 
 

@@ -24,11 +24,10 @@ import kaldi_hmm_gmm as khg
 import numpy as np
 import torch
 
-from asr_distill.config import save_config
 from asr_distill.decode.score import hyp_file
 from asr_distill.errors import InputError
 from asr_distill.hmm.model import GmmHmm
-from asr_distill.io import atomic_open, mark_done
+from asr_distill.io import atomic_open
 from asr_distill.io.step import step_log
 from asr_distill.lang.validate import read_fst
 
@@ -160,10 +159,9 @@ def decode_data_dir(
 
     config = config or DecodeConfig()
     decode_dir = Path(decode_dir)
-    with step_log(decode_dir, "decode.log", force=force) as run:
+    with step_log(decode_dir, "decode.log", force=force, config=config) as run:
         if not run:
             return None
-        save_config(config, decode_dir / "config.yaml")
         model = GmmHmm.load(model_dir)
         feats = load_gmm_features(data_dir)
         utts = sorted(feats)
@@ -207,5 +205,4 @@ def write_decode_dir(
         import yaml
 
         yaml.safe_dump(summary, f, sort_keys=False)
-    mark_done(decode_dir)
     return summary

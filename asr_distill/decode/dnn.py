@@ -12,7 +12,6 @@ from pathlib import Path
 
 import torch
 
-from asr_distill.config import save_config
 from asr_distill.decode.decode import DecodeConfig, decode, write_decode_dir
 from asr_distill.errors import InputError
 from asr_distill.features.framestore import FrameStore
@@ -95,10 +94,9 @@ def decode_dnn(
     tree the DNNs' pdfs come from) and the DNNs' combined posteriors over priors."""
     config = config or DecodeConfig()
     decode_dir = Path(decode_dir)
-    with step_log(decode_dir, "decode.log", force=force) as run:
+    with step_log(decode_dir, "decode.log", force=force, config=config) as run:
         if not run:
             return None
-        save_config(config, decode_dir / "config.yaml")
         with atomic_open(decode_dir / "models.txt") as f:
             f.writelines(f"{p}\n" for p in dnn_paths)
         with atomic_open(decode_dir / "combine.yaml") as f:  # how the posteriors combine

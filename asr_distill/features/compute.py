@@ -32,8 +32,9 @@ from asr_distill.data.kaldi_dir import (
 )
 from asr_distill.errors import InputError
 from asr_distill.features.audio import AudioSource, read_audio
-from asr_distill.io import atomic_open, atomic_path, is_done, mark_done, remove_stale_temps
+from asr_distill.io import atomic_open, atomic_path, remove_stale_temps
 from asr_distill.io.kaldi_ark import write_ark_entry
+from asr_distill.io.step import step_log
 
 log = logging.getLogger(__name__)
 
@@ -248,115 +249,113 @@ def compute_features(
     """
     config = config or FeatureConfig()
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    if is_done(out_dir) and not force:
-        log.info("%s is complete; nothing to do (use --force to recompute)", out_dir)
-        data = read_data_dir(out_dir)
-        return FeatureSummary(len(data.utt2spk), 0, 0, 0, 0.0, out_dir)
-    if force and (out_dir / ".done").exists():
-        (out_dir / ".done").unlink()
-    data = read_data_dir(data_dir)
-    check_coverage(data, data_dir)  # nothing in wav.scp or text is dropped silently
-    items = _items(data, data_dir)
-    if not items:
-        raise InputError("data directory has no utterances", data_dir)
-    ark_dir = out_dir / "data"
-    ark_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out_dir)
-    save_config(config, out_dir / "conf" / f"{config.kind}.yaml")
-    if force:
-        for stale in ark_dir.glob(f".raw_{config.kind}.*.json"):
-            stale.unlink()
+    with step_log(out_dir, "compute-feats.log", force=force, config=config) as run:
+        if not run:
+            data = read_data_dir(out_dir)
+            return FeatureSummary(len(data.utt2spk), 0, 0, 0, 0.0, out_dir)
+        data = read_data_dir(data_dir)
+        check_coverage(data, data_dir)  # nothing in wav.scp or text is dropped silently
+        items = _items(data, data_dir)
+        if not items:
+            raise InputError("data directory has no utterances", data_dir)
+        ark_dir = out_dir / "data"
+        ark_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(out_dir)
+        save_config(config, out_dir / "conf" / f"{config.kind}.yaml")
+        if force:
+            for stale in ark_dir.glob(f".raw_{config.kind}.*.json"):
+                stale.unlink()
 
-    num_jobs = max(1, min(num_jobs, len(items)))
-    bounds = [len(items) * j // num_jobs for j in range(num_jobs + 1)]
-    jobs = {j + 1: items[bounds[j] : bounds[j + 1]] for j in range(num_jobs)}
-    states: dict[int, dict] = {}
-    for j, job_items in jobs.items():
-        state = _load_done_job(ark_dir, config.kind, j, job_items)
-        if state is not None:
-            states[j] = state
-    todo = [j for j in jobs if j not in states]
-    if len(states):
-        log.info("resuming: %d of %d jobs already done", len(states), num_jobs)
+        num_jobs = max(1, min(num_jobs, len(items)))
+        bounds = [len(items) * j // num_jobs for j in range(num_jobs + 1)]
+        jobs = {j + 1: items[bounds[j] : bounds[j + 1]] for j in range(num_jobs)}
+        states: dict[int, dict] = {}
+        for j, job_items in jobs.items():
+            state = _load_done_job(ark_dir, config.kind, j, job_items)
+            if state is not None:
+                states[j] = state
+        todo = [j for j in jobs if j not in states]
+        if len(states):
+            log.info("resuming: %d of %d jobs already done", len(states), num_jobs)
 
-    total = sum(len(jobs[j]) for j in todo)
-    with tqdm(total=total, desc=f"compute-feats {config.kind}", unit="utt") as bar:
-        if num_jobs == 1 or len(todo) <= 1:
-            for j in todo:
-                states[j] = _run_job(j, jobs[j], ark_dir, config, skip_bad)
-                bar.update(len(jobs[j]))
-        else:
-            ctx = multiprocessing.get_context("spawn")
-            queue = ctx.Queue()
-            with concurrent.futures.ProcessPoolExecutor(
-                max_workers=len(todo),
-                mp_context=ctx,
-                initializer=_init_worker,
-                initargs=(queue,),
-            ) as pool:
-                futures = {
-                    pool.submit(_run_job, j, jobs[j], ark_dir, config, skip_bad): j for j in todo
-                }
-                pending = set(futures)
-                while pending:
-                    done, pending = concurrent.futures.wait(pending, timeout=0.2)
+        total = sum(len(jobs[j]) for j in todo)
+        with tqdm(total=total, desc=f"compute-feats {config.kind}", unit="utt") as bar:
+            if num_jobs == 1 or len(todo) <= 1:
+                for j in todo:
+                    states[j] = _run_job(j, jobs[j], ark_dir, config, skip_bad)
+                    bar.update(len(jobs[j]))
+            else:
+                ctx = multiprocessing.get_context("spawn")
+                queue = ctx.Queue()
+                with concurrent.futures.ProcessPoolExecutor(
+                    max_workers=len(todo),
+                    mp_context=ctx,
+                    initializer=_init_worker,
+                    initargs=(queue,),
+                ) as pool:
+                    futures = {
+                        pool.submit(_run_job, j, jobs[j], ark_dir, config, skip_bad): j
+                        for j in todo
+                    }
+                    pending = set(futures)
+                    while pending:
+                        done, pending = concurrent.futures.wait(pending, timeout=0.2)
+                        while not queue.empty():
+                            bar.update(queue.get())
+                        for fut in done:
+                            states[futures[fut]] = fut.result()  # re-raises a worker's InputError
                     while not queue.empty():
                         bar.update(queue.get())
-                    for fut in done:
-                        states[futures[fut]] = fut.result()  # re-raises a worker's InputError
-                while not queue.empty():
-                    bar.update(queue.get())
 
-    scp: dict[str, str] = {}
-    skipped: dict[str, str] = {}
-    stats: dict[str, list] = {}
-    warnings: dict[str, str] = {}
-    resampled = 0
-    for state in states.values():
-        scp.update(state["scp"])
-        skipped.update(state["skipped"])
-        stats.update(state["stats"])
-        warnings.update(state.get("warnings", {}))
-        resampled += state["resampled"]
-    (out_dir / "warnings.txt").unlink(missing_ok=True)
-    if warnings:  # read anyway, but not as they should be: counted and listed
-        with atomic_open(out_dir / "warnings.txt") as f:
-            for utt in sorted(warnings):
-                f.write(f"{utt} {warnings[utt]}\n")
-        log.warning("%d utterance(s) read with a warning (truncated audio, a segment cut "
-                    "at the end of its audio), listed in %s: %s", len(warnings),
-                    out_dir / "warnings.txt", next(iter(sorted(warnings.items()))))  # fmt: skip
-    if skipped:
-        with atomic_open(out_dir / "skipped.txt") as f:
-            for utt in sorted(skipped):
-                f.write(f"{utt} {skipped[utt]}\n")
-        log.warning(
-            "skipped %d bad utterances (listed in %s)", len(skipped), out_dir / "skipped.txt"
+        scp: dict[str, str] = {}
+        skipped: dict[str, str] = {}
+        stats: dict[str, list] = {}
+        warnings: dict[str, str] = {}
+        resampled = 0
+        for state in states.values():
+            scp.update(state["scp"])
+            skipped.update(state["skipped"])
+            stats.update(state["stats"])
+            warnings.update(state.get("warnings", {}))
+            resampled += state["resampled"]
+        (out_dir / "warnings.txt").unlink(missing_ok=True)
+        if warnings:  # read anyway, but not as they should be: counted and listed
+            with atomic_open(out_dir / "warnings.txt") as f:
+                for utt in sorted(warnings):
+                    f.write(f"{utt} {warnings[utt]}\n")
+            log.warning("%d utterance(s) read with a warning (truncated audio, a segment cut "
+                        "at the end of its audio), listed in %s: %s", len(warnings),
+                        out_dir / "warnings.txt", next(iter(sorted(warnings.items()))))  # fmt: skip
+        if skipped:
+            with atomic_open(out_dir / "skipped.txt") as f:
+                for utt in sorted(skipped):
+                    f.write(f"{utt} {skipped[utt]}\n")
+            log.warning(
+                "skipped %d bad utterances (listed in %s)", len(skipped), out_dir / "skipped.txt"
+            )
+        if not scp:
+            raise InputError("no utterance could be read", data_dir / "wav.scp")
+        if resampled:
+            log.info("resampled %d recordings to %d Hz", resampled, config.sample_rate)
+
+        kept = data.subset(scp)
+        kept.feats_scp = scp
+        kept.utt2dur = kept.utt2dur or {u: stats[u][1] for u in scp}
+        kept.cmvn_scp = _write_cmvn(kept, stats, ark_dir, config.dim)
+        write_data_dir(kept, out_dir)
+        write_table(out_dir / "utt2num_frames", {u: stats[u][0] for u in scp})
+        num_frames = sum(stats[u][0] for u in scp)
+        hours = sum(stats[u][1] for u in scp) / 3600
+        log.info(
+            "%s: %d utterances, %d frames (%.2f h) of %d-dim %s",
+            out_dir,
+            len(scp),
+            num_frames,
+            hours,
+            config.dim,
+            config.kind,
         )
-    if not scp:
-        raise InputError("no utterance could be read", data_dir / "wav.scp")
-    if resampled:
-        log.info("resampled %d recordings to %d Hz", resampled, config.sample_rate)
-
-    kept = data.subset(scp)
-    kept.feats_scp = scp
-    kept.utt2dur = kept.utt2dur or {u: stats[u][1] for u in scp}
-    kept.cmvn_scp = _write_cmvn(kept, stats, ark_dir, config.dim)
-    write_data_dir(kept, out_dir)
-    write_table(out_dir / "utt2num_frames", {u: stats[u][0] for u in scp})
-    mark_done(out_dir)
-    num_frames = sum(stats[u][0] for u in scp)
-    hours = sum(stats[u][1] for u in scp) / 3600
-    log.info(
-        "%s: %d utterances, %d frames (%.2f h) of %d-dim %s",
-        out_dir,
-        len(scp),
-        num_frames,
-        hours,
-        config.dim,
-        config.kind,
-    )
-    return FeatureSummary(len(scp), len(skipped), resampled, num_frames, hours, out_dir)
+        return FeatureSummary(len(scp), len(skipped), resampled, num_frames, hours, out_dir)
 
 
 def _write_cmvn(data: DataDir, stats: dict[str, list], ark_dir: Path, dim: int) -> dict[str, str]:

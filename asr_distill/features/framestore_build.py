@@ -33,11 +33,9 @@ from asr_distill.io import (
     atomic_open,
     atomic_path,
     check_free_space,
-    is_done,
-    mark_done,
-    remove_stale_temps,
 )
 from asr_distill.io.kaldi_ark import KALDI_READ_ERRORS, kaldi_io, matrix_shape, read_rx_matrix
+from asr_distill.io.step import step_log
 
 log = logging.getLogger(__name__)
 
@@ -416,109 +414,115 @@ def build_frame_store(
     at most the targets in memory; features stream into a float16 memmap.
     """
     out_dir = Path(out_dir)
-    if is_done(out_dir) and not force:
-        store = FrameStore(out_dir)
-        _check_same_settings(store, targets, cmvn_scp, norm_vars)
-        log.info("%s is complete; nothing to do (use --force to rebuild)", out_dir)
-        return FrameStoreSummary(
-            out_dir,
-            store.num_utts,
-            store.num_frames,
-            store.num_labelled_frames,
-            int(store.meta.get("num_skipped", 0)),
-            store.dim,
-            store.num_pdfs,
-            built=False,
-        )
     if norm_vars and cmvn_scp is None:
         raise ValueError("norm_vars needs cmvn_scp")
     if utt2spk is not None and cmvn_scp is None:
         raise ValueError("utt2spk is only used with cmvn_scp")
     if num_pdfs is not None and num_pdfs < 1:
         raise ValueError(f"num_pdfs must be >= 1, got {num_pdfs}")
-    if (out_dir / ".done").exists():
-        (out_dir / ".done").unlink()
-
-    source = _Features(feats)
-    tgt, tgt_name = _load_targets(targets) if targets is not None else (None, None)
-    tgt_path = None if targets is None or isinstance(targets, Mapping) else tgt_name
-    cmvn = None if cmvn_scp is None else _Cmvn(cmvn_scp, utt2spk, norm_vars)
-
-    plan = _plan(source, tgt, tgt_name, tgt_path, cmvn, skip_bad, keep_unaligned)
-    if num_pdfs is not None and plan.max_target >= num_pdfs:
-        raise InputError(
-            f"pdf-id {plan.max_target} is out of range for num_pdfs={num_pdfs}", tgt_path
-        )
-    if num_pdfs is None and plan.max_target >= 0:
-        num_pdfs = plan.max_target + 1
-    lengths = np.array([n for _, n in plan.utts], dtype=np.int64)
-    offsets = np.zeros(len(plan.utts) + 1, dtype=np.int64)  # (U+1,)
-    np.cumsum(lengths, out=offsets[1:])
-    num_frames = int(offsets[-1])
-    skipped = plan.skipped
-    out_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(out_dir)
-    check_free_space(out_dir, num_frames * (plan.dim * 2 + 4), "the frame store")
-    sha256, num_labelled = _write_arrays(out_dir, source, plan, offsets, tgt, cmvn)
-
-    with atomic_path(out_dir / OFFSETS_FILE) as tmp, open(tmp, "wb") as f:
-        np.save(f, offsets)
-    with atomic_open(out_dir / UTT_IDS_FILE) as f:
-        f.writelines(f"{utt}\n" for utt, _ in plan.utts)
-    skipped_path = out_dir / SKIPPED_FILE
-    if skipped:
-        with atomic_open(skipped_path) as f:
-            f.writelines(f"{utt} {reason}\n" for utt, reason in skipped.items())
-        log.warning("skipped %d utterances (listed in %s)", len(skipped), skipped_path)
-    elif skipped_path.exists():
-        skipped_path.unlink()
-    unaligned_path = out_dir / UNALIGNED_FILE
-    if plan.unaligned:
-        with atomic_open(unaligned_path) as f:
-            f.writelines(f"{utt}\n" for utt in plan.unaligned)
-        log.warning("%d utterances have no targets and are kept unlabelled (listed in %s)",
-                    len(plan.unaligned), unaligned_path)  # fmt: skip
-    elif unaligned_path.exists():
-        unaligned_path.unlink()
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "dim": plan.dim,
-        "num_frames": num_frames,
-        "num_utts": len(plan.utts),
-        "num_labelled_frames": num_labelled,
+    settings = {
+        "feats": feats if isinstance(feats, str | Path) else "<in memory>",
+        "targets": targets if isinstance(targets, str | Path | None) else "<in memory>",
+        "cmvn_scp": cmvn_scp,
+        "utt2spk": utt2spk,
+        "norm_vars": norm_vars,
         "num_pdfs": num_pdfs,
-        "num_skipped": len(skipped),
-        "num_unaligned": len(plan.unaligned),
-        "feats_dtype": "float16",
-        "feats_sha256": sha256,
-        "cmvn": {
-            "applied": cmvn is not None,
-            "norm_vars": bool(norm_vars),
-            "cmvn_scp": None if cmvn_scp is None else str(Path(cmvn_scp).resolve()),
-            "utt2spk": None if utt2spk is None else str(Path(utt2spk).resolve()),
-        },
-        "sources": {"feats": source.name, "targets": tgt_name},
+        "skip_bad": skip_bad,
+        "keep_unaligned": keep_unaligned,
     }
-    with atomic_open(out_dir / META_FILE) as f:
-        json.dump(meta, f, indent=2, sort_keys=True)
-        f.write("\n")
-    mark_done(out_dir)
-    log.info(
-        "%s: %d utterances, %d frames (%d labelled) of dim %d, %s pdfs",
-        out_dir,
-        len(plan.utts),
-        num_frames,
-        num_labelled,
-        plan.dim,
-        num_pdfs,
-    )
-    return FrameStoreSummary(
-        out_dir,
-        len(plan.utts),
-        num_frames,
-        num_labelled,
-        len(skipped),
-        plan.dim,
-        num_pdfs,
-        built=True,
-    )
+    settings = {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()}
+    with step_log(out_dir, "make-frame-store.log", force=force, config=settings) as run:
+        if not run:  # finished: only if it was built from the same request
+            store = FrameStore(out_dir)
+            _check_same_settings(store, targets, cmvn_scp, norm_vars)
+            return FrameStoreSummary(
+                out_dir,
+                store.num_utts,
+                store.num_frames,
+                store.num_labelled_frames,
+                int(store.meta.get("num_skipped", 0)),
+                store.dim,
+                store.num_pdfs,
+                built=False,
+            )
+
+        source = _Features(feats)
+        tgt, tgt_name = _load_targets(targets) if targets is not None else (None, None)
+        tgt_path = None if targets is None or isinstance(targets, Mapping) else tgt_name
+        cmvn = None if cmvn_scp is None else _Cmvn(cmvn_scp, utt2spk, norm_vars)
+
+        plan = _plan(source, tgt, tgt_name, tgt_path, cmvn, skip_bad, keep_unaligned)
+        if num_pdfs is not None and plan.max_target >= num_pdfs:
+            raise InputError(
+                f"pdf-id {plan.max_target} is out of range for num_pdfs={num_pdfs}", tgt_path
+            )
+        if num_pdfs is None and plan.max_target >= 0:
+            num_pdfs = plan.max_target + 1
+        lengths = np.array([n for _, n in plan.utts], dtype=np.int64)
+        offsets = np.zeros(len(plan.utts) + 1, dtype=np.int64)  # (U+1,)
+        np.cumsum(lengths, out=offsets[1:])
+        num_frames = int(offsets[-1])
+        skipped = plan.skipped
+        check_free_space(out_dir, num_frames * (plan.dim * 2 + 4), "the frame store")
+        sha256, num_labelled = _write_arrays(out_dir, source, plan, offsets, tgt, cmvn)
+
+        with atomic_path(out_dir / OFFSETS_FILE) as tmp, open(tmp, "wb") as f:
+            np.save(f, offsets)
+        with atomic_open(out_dir / UTT_IDS_FILE) as f:
+            f.writelines(f"{utt}\n" for utt, _ in plan.utts)
+        skipped_path = out_dir / SKIPPED_FILE
+        if skipped:
+            with atomic_open(skipped_path) as f:
+                f.writelines(f"{utt} {reason}\n" for utt, reason in skipped.items())
+            log.warning("skipped %d utterances (listed in %s)", len(skipped), skipped_path)
+        elif skipped_path.exists():
+            skipped_path.unlink()
+        unaligned_path = out_dir / UNALIGNED_FILE
+        if plan.unaligned:
+            with atomic_open(unaligned_path) as f:
+                f.writelines(f"{utt}\n" for utt in plan.unaligned)
+            log.warning("%d utterances have no targets and are kept unlabelled (listed in %s)",
+                        len(plan.unaligned), unaligned_path)  # fmt: skip
+        elif unaligned_path.exists():
+            unaligned_path.unlink()
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "dim": plan.dim,
+            "num_frames": num_frames,
+            "num_utts": len(plan.utts),
+            "num_labelled_frames": num_labelled,
+            "num_pdfs": num_pdfs,
+            "num_skipped": len(skipped),
+            "num_unaligned": len(plan.unaligned),
+            "feats_dtype": "float16",
+            "feats_sha256": sha256,
+            "cmvn": {
+                "applied": cmvn is not None,
+                "norm_vars": bool(norm_vars),
+                "cmvn_scp": None if cmvn_scp is None else str(Path(cmvn_scp).resolve()),
+                "utt2spk": None if utt2spk is None else str(Path(utt2spk).resolve()),
+            },
+            "sources": {"feats": source.name, "targets": tgt_name},
+        }
+        with atomic_open(out_dir / META_FILE) as f:
+            json.dump(meta, f, indent=2, sort_keys=True)
+            f.write("\n")
+        log.info(
+            "%s: %d utterances, %d frames (%d labelled) of dim %d, %s pdfs",
+            out_dir,
+            len(plan.utts),
+            num_frames,
+            num_labelled,
+            plan.dim,
+            num_pdfs,
+        )
+        return FrameStoreSummary(
+            out_dir,
+            len(plan.utts),
+            num_frames,
+            num_labelled,
+            len(skipped),
+            plan.dim,
+            num_pdfs,
+            built=True,
+        )

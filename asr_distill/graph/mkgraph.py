@@ -55,7 +55,6 @@ import kaldi_hmm_gmm as khg
 import kaldifst
 import numpy as np
 
-from asr_distill.config import save_config
 from asr_distill.errors import InputError
 from asr_distill.graph.fst_ops import (
     ArcTable,
@@ -66,9 +65,9 @@ from asr_distill.graph.fst_ops import (
     stochasticity,
 )
 from asr_distill.hmm.model import GmmHmm
-from asr_distill.io import atomic_open, atomic_path, is_done, mark_done
+from asr_distill.io import atomic_open, atomic_path
+from asr_distill.io.step import step_log
 from asr_distill.lang.validate import LangDir, read_fst, read_symbol_table, validate_lang
-from asr_distill.logging_setup import add_file_log
 
 log = logging.getLogger(__name__)
 
@@ -273,9 +272,14 @@ def make_graph(
     """
     config = GraphConfig(transition_scale, self_loop_scale, rmepsilon)
     lang_dir, model_dir, graph_dir = Path(lang_dir), Path(model_dir), Path(graph_dir)
-    if is_done(graph_dir) and not force:
-        log.info("%s is complete; nothing to do (use --force to redo)", graph_dir)
-        return None
+    with step_log(graph_dir, "mkgraph.log", force=force, config=config) as run:
+        if not run:
+            return None
+        return _mkgraph(lang_dir, model_dir, graph_dir, config)
+
+
+def _mkgraph(lang_dir: Path, model_dir: Path, graph_dir: Path,
+             config: GraphConfig) -> GraphSummary:  # fmt: skip
     if not (lang_dir / "G.fst").is_file():
         raise InputError("missing G.fst: run make-g first (mkgraph needs a grammar)",
                          lang_dir / "G.fst")  # fmt: skip
@@ -286,64 +290,55 @@ def make_graph(
     model = GmmHmm.load(model_dir)
     _check_model_matches_lang(model, lang, model_dir)
 
-    (graph_dir / ".done").unlink(missing_ok=True)
-    graph_dir.mkdir(parents=True, exist_ok=True)
-    handler = add_file_log(graph_dir / "log" / "mkgraph.log")
-    try:
-        t0 = time.perf_counter()
-        log.info("mkgraph: %s + %s -> %s (%s)", lang_dir, model_dir, graph_dir, config)
-        save_config(config, graph_dir / "config.yaml")
-        width, center = model.ctx_dep.context_width, model.ctx_dep.central_position
-        log.info(
-            "model: context width %d, central position %d, %d pdfs, %d transition-ids",
-            width,
-            center,
-            model.num_pdfs,
-            model.trans_model.num_transition_ids,
-        )
-        l_disambig = read_fst(lang_dir / "L_disambig.fst")
-        g = read_fst(lang_dir / "G.fst")
-        log.info("G      %9d states %10d arcs", *fst_size(g))
-        disambig_phones = [lang.phones[p] for p in lang.disambig]
-        hclg, parts, stages = build_hclg(l_disambig, g, disambig_phones, model, config)
+    t0 = time.perf_counter()
+    log.info("mkgraph: %s + %s -> %s (%s)", lang_dir, model_dir, graph_dir, config)
+    width, center = model.ctx_dep.context_width, model.ctx_dep.central_position
+    log.info(
+        "model: context width %d, central position %d, %d pdfs, %d transition-ids",
+        width,
+        center,
+        model.num_pdfs,
+        model.trans_model.num_transition_ids,
+    )
+    l_disambig = read_fst(lang_dir / "L_disambig.fst")
+    g = read_fst(lang_dir / "G.fst")
+    log.info("G      %9d states %10d arcs", *fst_size(g))
+    disambig_phones = [lang.phones[p] for p in lang.disambig]
+    hclg, parts, stages = build_hclg(l_disambig, g, disambig_phones, model, config)
 
-        t = time.perf_counter()
-        report = {"LG": stochasticity(parts["LG"])}
-        hclga_table = arc_table(parts["HCLGa"])
-        # add_self_loops only adds self-loops of real transition-ids.
-        _check_labels(hclga_table, model.trans_model.num_transition_ids, lang)
-        report["HCLGa"] = stochasticity(parts["HCLGa"], hclga_table)
-        del hclga_table, parts
-        # As mkgraph.sh: with scales other than 1, HCLG is not stochastic by design.
-        if config.transition_scale == 1.0 and config.self_loop_scale == 1.0:
-            report["HCLG"] = stochasticity(hclg)
-        with atomic_open(graph_dir / "stochasticity.txt") as f:
-            f.write("# graph min_cost max_cost (fstisstochastic, log semiring)\n")
-            for name, st in report.items():
-                f.write(f"{name} {st}\n")
-                log.info("%s stochasticity (min, max): %s", name, st)
-            if "HCLG" not in report:
-                f.write("# HCLG not tested: transition/self-loop scales are not 1\n")
-        log.info("stochasticity and label checks: %.2f s", time.perf_counter() - t)
+    t = time.perf_counter()
+    report = {"LG": stochasticity(parts["LG"])}
+    hclga_table = arc_table(parts["HCLGa"])
+    # add_self_loops only adds self-loops of real transition-ids.
+    _check_labels(hclga_table, model.trans_model.num_transition_ids, lang)
+    report["HCLGa"] = stochasticity(parts["HCLGa"], hclga_table)
+    del hclga_table, parts
+    # As mkgraph.sh: with scales other than 1, HCLG is not stochastic by design.
+    if config.transition_scale == 1.0 and config.self_loop_scale == 1.0:
+        report["HCLG"] = stochasticity(hclg)
+    with atomic_open(graph_dir / "stochasticity.txt") as f:
+        f.write("# graph min_cost max_cost (fstisstochastic, log semiring)\n")
+        for name, st in report.items():
+            f.write(f"{name} {st}\n")
+            log.info("%s stochasticity (min, max): %s", name, st)
+        if "HCLG" not in report:
+            f.write("# HCLG not tested: transition/self-loop scales are not 1\n")
+    log.info("stochasticity and label checks: %.2f s", time.perf_counter() - t)
 
-        t = time.perf_counter()
-        with atomic_path(graph_dir / HCLG_NAME) as tmp:
-            if not hclg.write(str(tmp)):
-                raise OSError(f"cannot write {graph_dir / HCLG_NAME}")
-        for name in ("words.txt", "phones.txt"):
-            _copy(lang_dir / name, graph_dir / name)
-        for name in PHONES_FILES:
-            if (lang_dir / "phones" / name).is_file():
-                _copy(lang_dir / "phones" / name, graph_dir / "phones" / name)
-        with atomic_open(graph_dir / "num_pdfs") as f:
-            f.write(f"{model.num_pdfs}\n")
-        log.info("wrote %s: %.2f s", graph_dir / HCLG_NAME, time.perf_counter() - t)
-        seconds = time.perf_counter() - t0
-        log.info("mkgraph: %.1f s in all", seconds)
-        mark_done(graph_dir)
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+    t = time.perf_counter()
+    with atomic_path(graph_dir / HCLG_NAME) as tmp:
+        if not hclg.write(str(tmp)):
+            raise OSError(f"cannot write {graph_dir / HCLG_NAME}")
+    for name in ("words.txt", "phones.txt"):
+        _copy(lang_dir / name, graph_dir / name)
+    for name in PHONES_FILES:
+        if (lang_dir / "phones" / name).is_file():
+            _copy(lang_dir / "phones" / name, graph_dir / "phones" / name)
+    with atomic_open(graph_dir / "num_pdfs") as f:
+        f.write(f"{model.num_pdfs}\n")
+    log.info("wrote %s: %.2f s", graph_dir / HCLG_NAME, time.perf_counter() - t)
+    seconds = time.perf_counter() - t0
+    log.info("mkgraph: %.1f s in all", seconds)
     last = stages[-1]
     return GraphSummary(
         graph_dir=graph_dir,

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 
-from asr_distill.config import save_config
 from asr_distill.errors import InputError
 from asr_distill.hmm.align import AlignOptions, align, read_text, transcripts_to_ids
 from asr_distill.hmm.em import (
@@ -27,7 +26,7 @@ from asr_distill.hmm.em import (
 )
 from asr_distill.hmm.feats import global_stats, load_gmm_features
 from asr_distill.hmm.model import GmmHmm, init_mono
-from asr_distill.io import atomic_open, mark_done
+from asr_distill.io import atomic_open
 from asr_distill.io.step import step_log
 from asr_distill.lang.validate import LangDir, validate_lang
 
@@ -185,10 +184,9 @@ def train_mono(
     None if ``out_dir`` is already finished and not ``force``."""
     config = config or MonoConfig()
     out_dir = Path(out_dir)
-    with step_log(out_dir, "train.log", force=force) as run:
+    with step_log(out_dir, "train.log", force=force, config=config) as run:
         if not run:
             return None
-        save_config(config, out_dir / "config.yaml")
         data = load_training_data(data_dir, lang_dir)
         if config.num_shortest:
             keep = shortest(data.feats, config.num_shortest)
@@ -255,7 +253,6 @@ def train_mono(
         log.info(
             "train-mono: %d pdfs, %d Gaussians -> %s", model.num_pdfs, model.num_gauss, out_dir
         )
-        mark_done(out_dir)
         return model
 
 
@@ -276,10 +273,9 @@ def align_data_dir(
 
     opts = opts or AlignOptions()
     ali_dir = Path(ali_dir)
-    with step_log(ali_dir, "align.log", force=force) as run:
+    with step_log(ali_dir, "align.log", force=force, config=opts) as run:
         if not run:
             return None
-        save_config(opts, ali_dir / "config.yaml")
         model = GmmHmm.load(model_dir)
         data = load_training_data(data_dir, lang_dir)
         result = align(
@@ -312,5 +308,4 @@ def align_data_dir(
         )  # fmt: skip
         with atomic_open(ali_dir / "summary.yaml") as f:
             f.writelines(f"{k}: {v}\n" for k, v in summary.items())
-        mark_done(ali_dir)
         return summary

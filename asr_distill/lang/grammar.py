@@ -48,9 +48,9 @@ import kaldifst
 
 from asr_distill.config import save_config
 from asr_distill.errors import InputError
-from asr_distill.io import atomic_path, is_done, mark_done
+from asr_distill.io import atomic_path, mark_done
+from asr_distill.io.step import step_log
 from asr_distill.lang.validate import LangDir, fst_labels, validate_lang
-from asr_distill.logging_setup import add_file_log
 
 log = logging.getLogger(__name__)
 
@@ -281,19 +281,15 @@ def make_g(
     lang_dir = Path(lang_dir)
     in_place = out_dir is None or Path(out_dir).resolve() == lang_dir.resolve()
     target = lang_dir if in_place else Path(out_dir)
-    if is_done(target, G_DONE) and not force:
-        log.info("%s already has %s; nothing to do (use --force to redo)", target, G_NAME)
-        return None
-    lang = validate_lang(lang_dir)
-    if not in_place:
-        (target / ".done").unlink(missing_ok=True)
-        (target / G_DONE).unlink(missing_ok=True)
-        _copy_lang(lang_dir, target)
-        lang = dataclasses.replace(lang, path=target)
-    else:
-        (target / G_DONE).unlink(missing_ok=True)
-    handler = add_file_log(target / "log" / "make-g.log")
-    try:
+    # The lang dir's own config.yaml is prepare-lang's: make-g's settings get their own.
+    with step_log(target, "make-g.log", force=force, marker=G_DONE,
+                  clear=() if in_place else (".done",)) as run:  # fmt: skip
+        if not run:
+            return None
+        lang = validate_lang(lang_dir)
+        if not in_place:
+            _copy_lang(lang_dir, target)
+            lang = dataclasses.replace(lang, path=target)
         log.info("make-g: %s + %s -> %s (%s)", arpa_path, lang_dir, target / G_NAME, config)
         save_config(config, target / "config_make_g.yaml")
         rename = {}
@@ -340,10 +336,6 @@ def make_g(
             num_arcs,
             "" if lg_states is None else f"; L_disambig∘G has {lg_states} states",
         )
-        mark_done(target, G_DONE)
-        if not in_place:
+        if not in_place:  # a lang dir of its own: complete once G is (marked on exit)
             mark_done(target)
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
     return MakeGSummary(target / G_NAME, g.num_states, num_arcs, oov, lg_states)

@@ -37,9 +37,9 @@ import logging
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from asr_distill.config import save_config
 from asr_distill.errors import InputError
-from asr_distill.io import atomic_open, atomic_path, is_done, mark_done
+from asr_distill.io import atomic_open, atomic_path
+from asr_distill.io.step import step_log
 from asr_distill.lang.dictionary import DictDir, check_word, read_dict_dir
 from asr_distill.lang.lexicon_fst import (
     POSITION_SUFFIXES,
@@ -55,7 +55,6 @@ from asr_distill.lang.validate import (
     read_topo,
     validate_lang,
 )
-from asr_distill.logging_setup import add_file_log
 
 __all__ = [
     "LangConfig",
@@ -220,25 +219,15 @@ def prepare_lang(
     """
     config = config or LangConfig()
     lang_dir = Path(lang_dir)
-    if is_done(lang_dir) and not force:
-        log.info("%s is complete; nothing to do (use --force to redo)", lang_dir)
-        return None
-    phones_dir = lang_dir / "phones"
     # A rebuild must not keep files that no longer match (an old G, word boundaries).
-    stale = [".done", ".done_G", "G.fst", "phones/word_boundary.txt", "phones/word_boundary.int"]
-    for name in stale:
-        (lang_dir / name).unlink(missing_ok=True)
-    phones_dir.mkdir(parents=True, exist_ok=True)
-    handler = add_file_log(lang_dir / "log" / "prepare-lang.log")
-    try:
+    stale = (".done_G", "G.fst", "phones/word_boundary.txt", "phones/word_boundary.int")
+    with step_log(lang_dir, "prepare-lang.log", force=force, config=config, clear=stale) as run:
+        if not run:
+            return None
+        (lang_dir / "phones").mkdir(parents=True, exist_ok=True)
         log.info("prepare-lang: %s -> %s (%s)", dict_dir, lang_dir, config)
-        save_config(config, lang_dir / "config.yaml")
         summary = _build_lang(read_dict_dir(dict_dir), lang_dir, config, Path(dict_dir))
         validate_lang(lang_dir)
-        mark_done(lang_dir)
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
     log.info(
         "%s: %d phones, %d words, %d disambiguation symbols",
         lang_dir,

@@ -63,9 +63,9 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from asr_distill.config import save_config
 from asr_distill.errors import InputError
-from asr_distill.io import atomic_open, is_done, mark_done
+from asr_distill.io import atomic_open
+from asr_distill.io.step import step_log
 from asr_distill.io.text import utf8_lines
 from asr_distill.lang.arpa import (
     BOS,
@@ -77,7 +77,6 @@ from asr_distill.lang.arpa import (
     PerplexityResult,
     perplexity,
 )
-from asr_distill.logging_setup import add_file_log
 
 log = logging.getLogger(__name__)
 
@@ -441,16 +440,10 @@ def train_lm(
     config = config or LmConfig()
     out_dir = Path(out_dir)
     arpa_path = out_dir / ARPA_NAME
-    if is_done(out_dir) and not force:
-        log.info("%s is complete; nothing to do (use --force to retrain)", out_dir)
-        return TrainLmSummary(out_dir, arpa_path, None, None, None)
-    if (out_dir / ".done").exists():
-        (out_dir / ".done").unlink()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    handler = add_file_log(out_dir / "log" / "train-lm.log")
-    try:
+    with step_log(out_dir, "train-lm.log", force=force, config=config) as run:
+        if not run:
+            return TrainLmSummary(out_dir, arpa_path, None, None, None)
         log.info("train-lm: %s -> %s (%s)", [str(p) for p in text_paths], out_dir, config)
-        save_config(config, out_dir / "config.yaml")
         sentences = iter_sentences(text_paths, kaldi_text=config.kaldi_text)
         model, stats, counts = train_kn_lm(
             tqdm(sentences, desc="train-lm count", unit="sent", disable=None), config
@@ -487,8 +480,4 @@ def train_lm(
             with atomic_open(out_dir / PERPLEXITY_NAME) as f:
                 f.write(report)
             log.info("dev perplexity:\n%s", report.rstrip())
-        mark_done(out_dir)
-    finally:
-        logging.getLogger().removeHandler(handler)
-        handler.close()
     return TrainLmSummary(out_dir, arpa_path, stats, counts, result)

@@ -41,6 +41,7 @@ from torch import nn
 from asr_distill.errors import InputError
 from asr_distill.features.framestore import FrameStore
 from asr_distill.io import atomic_open, file_sha256
+from asr_distill.io.step import step_log
 from asr_distill.nnet import augment, losses
 from asr_distill.nnet.ensemble import (
     Ensemble,
@@ -364,18 +365,25 @@ def train_ensemble(
     time; each is an ordinary resumable train-dnn run. Writes ``members.txt`` (the
     models' paths) and returns them."""
     exp_dir = Path(exp_dir)
-    exp_dir.mkdir(parents=True, exist_ok=True)
     dirs = [exp_dir / f"member{i}" for i in range(members)]
-    if parallel <= 1:
-        for i, d in enumerate(dirs):
-            log.info("train-ensemble: member %d of %d (seed %d)", i + 1, members, base_seed + i)
-            train_dnn(train_store, dev_store, d, dataclasses.replace(config, seed=base_seed + i),
-                      force=force, progress=False)  # fmt: skip
-    else:
-        _train_parallel(train_store, dev_store, dirs, config, parallel, base_seed, force)
     paths = [d / "final" for d in dirs]
-    with atomic_open(exp_dir / "members.txt") as f:
-        f.writelines(f"{p}\n" for p in paths)
+    settings = {"members": members, "base_seed": base_seed, "member_config":
+                dataclasses.asdict(config), "train_store": str(train_store),
+                "dev_store": str(dev_store)}  # fmt: skip
+    with step_log(exp_dir, "train-ensemble.log", force=force, config=settings) as run:
+        if not run:
+            return paths
+        if parallel <= 1:
+            for i, d in enumerate(dirs):
+                log.info("train-ensemble: member %d of %d (seed %d)", i + 1, members,
+                         base_seed + i)  # fmt: skip
+                train_dnn(train_store, dev_store, d,
+                          dataclasses.replace(config, seed=base_seed + i), force=force,
+                          progress=False)  # fmt: skip
+        else:
+            _train_parallel(train_store, dev_store, dirs, config, parallel, base_seed, force)
+        with atomic_open(exp_dir / "members.txt") as f:
+            f.writelines(f"{p}\n" for p in paths)
     return paths
 
 

@@ -53,12 +53,9 @@ from asr_distill.io import (
     atomic_open,
     atomic_path,
     check_free_space,
-    is_done,
-    mark_done,
-    remove_stale_temps,
 )
 from asr_distill.io.npy import load_npy_checked
-from asr_distill.io.step import read_done_meta
+from asr_distill.io.step import read_done_meta, step_log
 from asr_distill.nnet.ensemble import COMBINES, Ensemble, model_digest
 
 log = logging.getLogger(__name__)
@@ -156,114 +153,112 @@ def make_soft_targets(
     store = FrameStore(store_dir)
     digests = [model_digest(p) for p in paths]
 
-    if is_done(out_dir) and not force:
-        cache = SoftTargetCache(out_dir)
+    settings = {"store": str(Path(store_dir).resolve()), "teachers": [str(p) for p in paths],
+                "temperature": float(temperature), "top_k": int(top_k), "combine": combine,
+                "weights": w, "batch_size": int(batch_size), "device": str(device)}  # fmt: skip
+    with step_log(out_dir, "make-soft-targets.log", force=force, config=settings) as run:
+        if not run:  # finished: only if it holds what is asked for
+            cache = SoftTargetCache(out_dir)
+            if top_k == 0:
+                top_k = cache.num_pdfs
+            _check_same_request(cache, store, digests, w, combine, temperature, top_k)
+            return SoftTargetSummary(
+                out_dir, cache.num_frames, cache.top_k, cache.num_pdfs, cache.temperature,
+                float(cache.meta.get("mean_tail", float("nan"))), time.monotonic() - t0,
+                built=False,
+            )  # fmt: skip
+        ensemble = Ensemble.load(paths, combine=combine, weights=w).to(device)
+        conf = ensemble.config
+        num_pdfs = conf.num_pdfs
         if top_k == 0:
-            top_k = cache.num_pdfs
-        _check_same_request(cache, store, digests, w, combine, temperature, top_k)
-        log.info("%s is complete; nothing to do (use --force to recompute)", out_dir)
-        return SoftTargetSummary(
-            out_dir, cache.num_frames, cache.top_k, cache.num_pdfs, cache.temperature,
-            float(cache.meta.get("mean_tail", float("nan"))), time.monotonic() - t0,
-            built=False,
+            top_k = num_pdfs
+        if not 1 <= top_k <= num_pdfs:
+            raise ValueError(f"top_k must be in 0..{num_pdfs} (the teachers' pdfs), got {top_k}")
+        dense = top_k == num_pdfs
+        if conf.feat_dim != store.dim:
+            raise InputError(
+                f"teachers read {conf.feat_dim}-dim features, the store holds {store.dim}-dim",
+                store.path / "meta.json",
+            )
+        if store.num_pdfs is not None and store.num_pdfs != num_pdfs:
+            raise InputError(
+                f"teachers have {num_pdfs} outputs, the store's targets {store.num_pdfs} pdfs",
+                store.path / "meta.json",
+            )
+
+        n = store.features.shape[0]
+        check_free_space(out_dir, n * (top_k * 2 + (0 if dense else top_k * 4) + 4),
+                         "the soft-target cache")  # fmt: skip
+        tail_sum = 0.0
+        (out_dir / INDICES_FILE).unlink(missing_ok=True)  # a dense cache has none
+        with contextlib.ExitStack() as stack:
+            probs_tmp = stack.enter_context(atomic_path(out_dir / PROBS_FILE))
+            tail_tmp = stack.enter_context(atomic_path(out_dir / TAIL_FILE))
+            fmt = np.lib.format
+            probs_mm = fmt.open_memmap(probs_tmp, mode="w+", dtype=np.float16, shape=(n, top_k))
+            indices_mm = None
+            if not dense:
+                indices_tmp = stack.enter_context(atomic_path(out_dir / INDICES_FILE))
+                indices_mm = fmt.open_memmap(indices_tmp, mode="w+", dtype=np.int32,
+                                             shape=(n, top_k))  # fmt: skip
+            tail_mm = fmt.open_memmap(tail_tmp, mode="w+", dtype=np.float32, shape=(n,))
+            bar = tqdm(total=n, desc="make-soft-targets", unit="frame", disable=not progress)
+            with torch.no_grad(), bar:
+                for s in range(0, n, batch_size):
+                    e = min(n, s + batch_size)
+                    batch = store.gather(
+                        np.arange(s, e, dtype=np.int64),
+                        left=conf.left_context,
+                        right=conf.right_context,
+                    )
+                    log_p = ensemble.log_probs(batch.inputs.to(device), temperature)  # (B, P)
+                    p = log_p.float().exp()  # (B, P)
+                    if dense:
+                        top_p = p  # (B, P), pdf order
+                    else:
+                        top_p, top_i = torch.topk(p, top_k, dim=-1, sorted=True)  # (B, k), (B, k)
+                        indices_mm[s:e] = top_i.cpu().numpy().astype(np.int32)
+                    tail = (1.0 - top_p.sum(-1, dtype=torch.float32)).clamp_min(0.0)  # (B,)
+                    probs_mm[s:e] = top_p.cpu().numpy().astype(np.float16)
+                    tail_np = tail.cpu().numpy()
+                    tail_mm[s:e] = tail_np
+                    tail_sum += float(tail_np.sum(dtype=np.float64))
+                    bar.update(e - s)
+            for mm in (probs_mm, indices_mm, tail_mm):
+                if mm is not None:
+                    mm.flush()
+            del probs_mm, indices_mm, tail_mm
+
+        mean_tail = tail_sum / max(n, 1)
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "members": [
+                {"path": str(p.resolve()), "sha256": d} for p, d in zip(paths, digests, strict=True)
+            ],
+            "combine": combine,
+            "weights": w,
+            "temperature": float(temperature),
+            "top_k": int(top_k),
+            "layout": "dense" if dense else "topk",
+            "num_pdfs": int(num_pdfs),
+            "num_frames": int(n),
+            "left_context": int(conf.left_context),
+            "right_context": int(conf.right_context),
+            "store_path": str(store.path.resolve()),
+            "feats_sha256": store.meta["feats_sha256"],
+            "mean_tail": mean_tail,
+        }
+        with atomic_open(out_dir / META_FILE) as f:
+            json.dump(meta, f, indent=2, sort_keys=True)
+            f.write("\n")
+        seconds = time.monotonic() - t0
+        log.info(
+            "%s: %d frames, top-%d of %d pdfs at T=%g, mean tail mass %.4g, %.1f s",
+            out_dir, n, top_k, num_pdfs, temperature, mean_tail, seconds,
         )  # fmt: skip
-
-    ensemble = Ensemble.load(paths, combine=combine, weights=w).to(device)
-    conf = ensemble.config
-    num_pdfs = conf.num_pdfs
-    if top_k == 0:
-        top_k = num_pdfs
-    if not 1 <= top_k <= num_pdfs:
-        raise ValueError(f"top_k must be in 0..{num_pdfs} (the teachers' pdfs), got {top_k}")
-    dense = top_k == num_pdfs
-    if conf.feat_dim != store.dim:
-        raise InputError(
-            f"teachers read {conf.feat_dim}-dim features, the store holds {store.dim}-dim",
-            store.path / "meta.json",
+        return SoftTargetSummary(
+            out_dir, n, top_k, num_pdfs, float(temperature), mean_tail, seconds, built=True
         )
-    if store.num_pdfs is not None and store.num_pdfs != num_pdfs:
-        raise InputError(
-            f"teachers have {num_pdfs} outputs, the store's targets {store.num_pdfs} pdfs",
-            store.path / "meta.json",
-        )
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / ".done").unlink(missing_ok=True)
-    remove_stale_temps(out_dir)
-    n = store.features.shape[0]
-    check_free_space(out_dir, n * (top_k * 2 + (0 if dense else top_k * 4) + 4),
-                     "the soft-target cache")  # fmt: skip
-    tail_sum = 0.0
-    (out_dir / INDICES_FILE).unlink(missing_ok=True)  # a dense cache has none
-    with contextlib.ExitStack() as stack:
-        probs_tmp = stack.enter_context(atomic_path(out_dir / PROBS_FILE))
-        tail_tmp = stack.enter_context(atomic_path(out_dir / TAIL_FILE))
-        fmt = np.lib.format
-        probs_mm = fmt.open_memmap(probs_tmp, mode="w+", dtype=np.float16, shape=(n, top_k))
-        indices_mm = None
-        if not dense:
-            indices_tmp = stack.enter_context(atomic_path(out_dir / INDICES_FILE))
-            indices_mm = fmt.open_memmap(indices_tmp, mode="w+", dtype=np.int32,
-                                         shape=(n, top_k))  # fmt: skip
-        tail_mm = fmt.open_memmap(tail_tmp, mode="w+", dtype=np.float32, shape=(n,))
-        bar = tqdm(total=n, desc="make-soft-targets", unit="frame", disable=not progress)
-        with torch.no_grad(), bar:
-            for s in range(0, n, batch_size):
-                e = min(n, s + batch_size)
-                batch = store.gather(
-                    np.arange(s, e, dtype=np.int64),
-                    left=conf.left_context,
-                    right=conf.right_context,
-                )
-                log_p = ensemble.log_probs(batch.inputs.to(device), temperature)  # (B, P)
-                p = log_p.float().exp()  # (B, P)
-                if dense:
-                    top_p = p  # (B, P), pdf order
-                else:
-                    top_p, top_i = torch.topk(p, top_k, dim=-1, sorted=True)  # (B, k), (B, k)
-                    indices_mm[s:e] = top_i.cpu().numpy().astype(np.int32)
-                tail = (1.0 - top_p.sum(-1, dtype=torch.float32)).clamp_min(0.0)  # (B,)
-                probs_mm[s:e] = top_p.cpu().numpy().astype(np.float16)
-                tail_np = tail.cpu().numpy()
-                tail_mm[s:e] = tail_np
-                tail_sum += float(tail_np.sum(dtype=np.float64))
-                bar.update(e - s)
-        for mm in (probs_mm, indices_mm, tail_mm):
-            if mm is not None:
-                mm.flush()
-        del probs_mm, indices_mm, tail_mm
-
-    mean_tail = tail_sum / max(n, 1)
-    meta = {
-        "format_version": FORMAT_VERSION,
-        "members": [
-            {"path": str(p.resolve()), "sha256": d} for p, d in zip(paths, digests, strict=True)
-        ],
-        "combine": combine,
-        "weights": w,
-        "temperature": float(temperature),
-        "top_k": int(top_k),
-        "layout": "dense" if dense else "topk",
-        "num_pdfs": int(num_pdfs),
-        "num_frames": int(n),
-        "left_context": int(conf.left_context),
-        "right_context": int(conf.right_context),
-        "store_path": str(store.path.resolve()),
-        "feats_sha256": store.meta["feats_sha256"],
-        "mean_tail": mean_tail,
-    }
-    with atomic_open(out_dir / META_FILE) as f:
-        json.dump(meta, f, indent=2, sort_keys=True)
-        f.write("\n")
-    mark_done(out_dir)
-    seconds = time.monotonic() - t0
-    log.info(
-        "%s: %d frames, top-%d of %d pdfs at T=%g, mean tail mass %.4g, %.1f s",
-        out_dir, n, top_k, num_pdfs, temperature, mean_tail, seconds,
-    )  # fmt: skip
-    return SoftTargetSummary(
-        out_dir, n, top_k, num_pdfs, float(temperature), mean_tail, seconds, built=True
-    )
 
 
 def _check_same_request(

@@ -14,6 +14,7 @@ never interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import logging
@@ -32,8 +33,8 @@ from tqdm import tqdm
 from asr_distill.config import save_config
 from asr_distill.errors import InputError
 from asr_distill.features.framestore import FEATS_FILE, TARGETS_FILE, FrameStore
-from asr_distill.io import atomic_open, atomic_path, file_sha256, is_done, mark_done
-from asr_distill.logging_setup import add_file_log
+from asr_distill.io import atomic_open, atomic_path, file_sha256, is_done
+from asr_distill.io.step import step_log
 from asr_distill.nnet.curve import CURVE_FIELDS, CURVE_FILE
 from asr_distill.nnet.model import DnnConfig, SpliceDnn
 from asr_distill.nnet.schedule import ScheduleState, end_of_epoch, lr_at_step
@@ -259,22 +260,16 @@ def train_dnn(
     device = _device(config, d)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    handler = None
-    if d.main:
-        if force:
-            (exp_dir / ".done").unlink(missing_ok=True)
-            (exp_dir / CHECKPOINT_FILE).unlink(missing_ok=True)
-        exp_dir.mkdir(parents=True, exist_ok=True)
-        handler = add_file_log(exp_dir / "log" / "train.log")
-    if d.world_size > 1:
-        dist.barrier()  # no rank reads a checkpoint that --force is removing
-    try:
-        return _train(Path(train_store), Path(dev_store), exp_dir, config, d, device, progress,
-                      objective or Objective())  # fmt: skip
-    finally:
-        if handler is not None:
-            logging.getLogger().removeHandler(handler)
-            handler.close()
+    # Rank 0 runs the step's lifecycle (log, done marker; --force also drops the
+    # checkpoint); config.yaml is written once a resume is known to agree with it.
+    lifecycle = step_log(exp_dir, "train.log", force=True,
+                         clear=(CHECKPOINT_FILE,) if force else ())  # fmt: skip
+    with lifecycle if d.main else contextlib.nullcontext(True):
+        if d.world_size > 1:
+            dist.barrier()  # no rank reads a checkpoint that --force is removing
+        model = _train(Path(train_store), Path(dev_store), exp_dir, config, d, device,
+                       progress, objective or Objective())  # fmt: skip
+    return SpliceDnn.load(exp_dir / "final") if d.main else model
 
 
 def _load_checkpoint(path: Path) -> dict | None:
@@ -555,5 +550,4 @@ def _train(
         model.save(exp_dir / "last")
         log.info("train-dnn: best dev frame accuracy %.2f%% (epoch %d) -> %s",
                  state.best_dev_acc, state.best_epoch, exp_dir / "final.safetensors")  # fmt: skip
-        mark_done(exp_dir)
-    return SpliceDnn.load(exp_dir / "final") if d.main else model
+    return model

@@ -457,7 +457,9 @@ def test_unsafe_archive_download_writes_nothing(
         )
     assert "dev-clean.tar.gz" in str(e.value)
     assert not corpus.exists()
-    assert sorted(p.name for p in work.iterdir()) == ["archives"]  # only the verified download
+    # Only the verified download, and the step's log of the failure: no data dir.
+    assert sorted(p.name for p in work.iterdir()) == ["archives", "out"]
+    assert sorted(p.name for p in (work / "out").iterdir()) == ["config.yaml", "log"]
     assert not Path("/tmp/asr-distill-test-absolute.txt").exists()
     assert not (tmp_path / "escaped.txt").exists()
 

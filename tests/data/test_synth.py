@@ -374,7 +374,9 @@ def test_missing_tools_name_debian_packages(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(MissingToolError, match=r"apt-get install espeak-ng flite sox"):
         make_synth_corpus(tmp_path / "out", tiny_config())
-    assert not (tmp_path / "out").exists()
+    # Nothing is made but the step's log, which says why it stopped.
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["log"]
+    assert "apt-get install" in (tmp_path / "out" / "log" / "make-synth-corpus.log").read_text()
 
 
 def test_missing_tool_is_a_clean_cli_error(tmp_path, monkeypatch, capsys):

@@ -67,6 +67,31 @@ def test_tiny_recipe_end_to_end_and_rerun_is_a_noop(two_runs):
     assert again.stderr.count("nothing to do") >= 20
 
 
+def step_dirs(exp: Path) -> list[Path]:
+    """The output dirs of steps under a recipe's exp dir: its children, graphs, decode
+    dirs, ensemble members and anything holding a done marker."""
+    found = {d for d in exp.iterdir() if d.is_dir()}
+    for d in exp.rglob("*"):
+        if d.is_dir() and d.name != "log" and (
+            (d / ".done").is_file() or d.name == "graph" or d.name.startswith(("decode_",
+                                                                                "member"))
+        ):  # fmt: skip
+            found.add(d)
+    return sorted(found)
+
+
+def test_every_step_dir_has_the_same_layout(two_runs):
+    """One lifecycle for every step: log/<step>.log, the resolved config.yaml, .done."""
+    exp = two_runs[0] / "exp"
+    dirs = step_dirs(exp)
+    assert len(dirs) > 30
+    for d in dirs:
+        rel = d.relative_to(exp)
+        assert (d / ".done").is_file(), f"{rel}: no done marker"
+        assert (d / "config.yaml").is_file(), f"{rel}: no config.yaml"
+        assert list((d / "log").glob("*.log")), f"{rel}: no log/*.log"
+
+
 def test_two_runs_give_identical_alignments_models_and_tables(two_runs):
     """Same commit, preset and seed, run side by side: byte-identical GMMs, alignments,
     DNN weights and report tables (issue: the tri1 tree once differed between runs)."""

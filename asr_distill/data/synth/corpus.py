@@ -51,6 +51,7 @@ from asr_distill.data.synth.voices import (
 )
 from asr_distill.errors import InputError
 from asr_distill.io import atomic_open, is_done, mark_done, remove_stale_temps
+from asr_distill.logging_setup import file_log
 
 log = logging.getLogger(__name__)
 
@@ -120,68 +121,70 @@ def make_synth_corpus(
         MissingToolError: flite, espeak-ng or sox is not installed.
         SynthesisError: a TTS or sox command failed (names the utterance and command).
     """
-    config.validate()
-    if nj < 1:
-        raise InputError(f"nj must be >= 1, got {nj}")
-    out_dir = Path(out_dir)
-    voices = [parse_voice(s) for split in SPLITS for s in config.split_voices(split)]
-    programs = sorted({"sox"} | {v.engine for v in voices})
-    require_tools(programs)
-    _check_espeak_variants({v.variant for v in voices if v.engine == "espeak-ng"})
-    identity = {"config": config.to_json_dict(), "tool_versions": tool_versions(programs)}
+    with file_log(Path(out_dir) / "log" / "make-synth-corpus.log"):
+        config.validate()
+        if nj < 1:
+            raise InputError(f"nj must be >= 1, got {nj}")
+        out_dir = Path(out_dir)
+        voices = [parse_voice(s) for split in SPLITS for s in config.split_voices(split)]
+        programs = sorted({"sox"} | {v.engine for v in voices})
+        require_tools(programs)
+        _check_espeak_variants({v.variant for v in voices if v.engine == "espeak-ng"})
+        identity = {"config": config.to_json_dict(), "tool_versions": tool_versions(programs)}
 
-    finished = _check_existing(out_dir, identity, force)
-    if finished is not None:
-        log.info(
-            "%s: synthetic corpus already complete; nothing to do (--force remakes it)", out_dir
+        finished = _check_existing(out_dir, identity, force)
+        if finished is not None:
+            log.info(
+                "%s: synthetic corpus already complete; nothing to do (--force remakes it)", out_dir
+            )
+            return finished
+        if force:
+            _remove_outputs(out_dir)
+
+        lexicon = load_cmudict()
+        sentences = load_sentences(
+            lexicon,
+            config.fortunes_dir,
+            config.exclude_fortune_files,
+            config.min_words,
+            config.max_words,
         )
-        return finished
-    if force:
-        _remove_outputs(out_dir)
+        plan = plan_corpus(config, sentences, lexicon)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write_json(out_dir / METADATA_FILE, {**_header(config), **identity, "complete": False})
+        with atomic_open(out_dir / CONFIG_FILE) as f:
+            yaml.safe_dump(config.to_json_dict(), f, sort_keys=True)
+        remove_stale_temps(out_dir)
 
-    lexicon = load_cmudict()
-    sentences = load_sentences(
-        lexicon,
-        config.fortunes_dir,
-        config.exclude_fortune_files,
-        config.min_words,
-        config.max_words,
-    )
-    plan = plan_corpus(config, sentences, lexicon)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    _write_json(out_dir / METADATA_FILE, {**_header(config), **identity, "complete": False})
-    with atomic_open(out_dir / CONFIG_FILE) as f:
-        yaml.safe_dump(config.to_json_dict(), f, sort_keys=True)
-    remove_stale_temps(out_dir)
+        todo = [u for u in plan.utterances if not (out_dir / u.flac_relpath).is_file()]
+        log.info(
+            "plan: %d utterances, %d LM sentences; %d already made, %d to synthesize with "
+            "%d job(s)",
+            len(plan.utterances),
+            len(plan.lm_sentences),
+            len(plan.utterances) - len(todo),
+            len(todo),
+            nj,
+        )
+        start = time.perf_counter()
+        made = _render_all(
+            [_job(out_dir, u, config.seed) for u in todo], nj, progress, len(plan.utterances)
+        )
+        wall_s = time.perf_counter() - start
+        num_samples = dict(made)
+        for u in plan.utterances:
+            if u.utt_id not in num_samples:
+                num_samples[u.utt_id] = _existing_num_samples(out_dir / u.flac_relpath)
 
-    todo = [u for u in plan.utterances if not (out_dir / u.flac_relpath).is_file()]
-    log.info(
-        "plan: %d utterances, %d LM sentences; %d already made, %d to synthesize with %d job(s)",
-        len(plan.utterances),
-        len(plan.lm_sentences),
-        len(plan.utterances) - len(todo),
-        len(todo),
-        nj,
-    )
-    start = time.perf_counter()
-    made = _render_all(
-        [_job(out_dir, u, config.seed) for u in todo], nj, progress, len(plan.utterances)
-    )
-    wall_s = time.perf_counter() - start
-    num_samples = dict(made)
-    for u in plan.utterances:
-        if u.utt_id not in num_samples:
-            num_samples[u.utt_id] = _existing_num_samples(out_dir / u.flac_relpath)
-
-    _write_layout(out_dir, plan, num_samples)
-    summary = _summarize(out_dir, plan, num_samples, made, wall_s)
-    _write_json(
-        out_dir / METADATA_FILE,
-        {**_header(config), **identity, "complete": True, **_stats(summary)},
-    )
-    mark_done(out_dir)
-    _log_summary(summary)
-    return summary
+        _write_layout(out_dir, plan, num_samples)
+        summary = _summarize(out_dir, plan, num_samples, made, wall_s)
+        _write_json(
+            out_dir / METADATA_FILE,
+            {**_header(config), **identity, "complete": True, **_stats(summary)},
+        )
+        mark_done(out_dir)
+        _log_summary(summary)
+        return summary
 
 
 # --------------------------------------------------------------------------- checks
