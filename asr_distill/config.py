@@ -65,10 +65,11 @@ def add_config_options(
     choices: dict[str, tuple] | None = None,
     skip: tuple[str, ...] = (),
 ) -> None:
-    """One ``--field-name`` option per scalar field of the dataclass ``cls`` (bools as
-    ``--name/--no-name``), in an argument group described by the class docstring; every
-    option defaults to None, so the YAML file or the dataclass default applies unless
-    it is given. :func:`config_from_args` builds the config back."""
+    """One ``--field-name`` option per scalar or list-of-scalars field of the dataclass
+    ``cls`` (bools as ``--name/--no-name``, lists as ``--name A B ...``), in an argument
+    group described by the class docstring; every option defaults to None, so the YAML
+    file or the dataclass default applies unless it is given. :func:`config_from_args`
+    builds the config back."""
     doc = " ".join((cls.__doc__ or "").split())
     group = parser.add_argument_group(f"{cls.__name__} options", doc)
     for f in dataclasses.fields(cls):
@@ -83,6 +84,11 @@ def add_config_options(
         elif kind in _SCALARS:
             group.add_argument(flag, type=_SCALARS[kind], default=None, help=default,
                                choices=(choices or {}).get(f.name))  # fmt: skip
+        elif kind.startswith("list[") and kind[5:-1] in _SCALARS:
+            factory = f.default_factory if f.default_factory is not dataclasses.MISSING else None
+            shown = f"(default {factory() if factory else f.default})"
+            group.add_argument(flag, type=_SCALARS[kind[5:-1]], nargs="+", default=None,
+                               help=shown, metavar=f.name.upper())  # fmt: skip
         else:  # a field that silently got no option would be worse
             raise TypeError(f"{cls.__name__}.{f.name}: no CLI option for type {f.type!r}; "
                             "skip it or handle the type")  # fmt: skip

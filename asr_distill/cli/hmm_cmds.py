@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from asr_distill.config import load_config
+from asr_distill.config import add_config_options, config_from_args
 from asr_distill.hmm.align import AlignOptions
 from asr_distill.hmm.train import MonoConfig, align_data_dir, train_mono
 from asr_distill.hmm.triphone import TreeConfig, TriConfig, build_tree_dir, train_tri
@@ -13,14 +13,7 @@ from asr_distill.hmm.triphone import TreeConfig, TriConfig, build_tree_dir, trai
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="YAML file of options (the dataclass's fields)")
-    p.add_argument("--nj", type=int, default=None, help="alignment processes (1)")
     p.add_argument("--force", action="store_true", help="redo a finished output")
-
-
-def _add_seed(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--seed", type=int, default=None, help="seed of the perturbation of split Gaussians (0)"
-    )
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -37,13 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("lang")
     p.add_argument("exp_dir")
     _add_common(p)
-    p.add_argument("--num-iters", type=int, default=None, help="EM iterations (40)")
-    p.add_argument("--tot-gauss", type=int, default=None, help="target Gaussians (1000)")
-    p.add_argument("--boost-silence", type=float, default=None, help="(1.0)")
-    p.add_argument(
-        "--num-shortest", type=int, default=None, help="train on the N shortest utterances"
-    )
-    _add_seed(p)
+    add_config_options(p, MonoConfig)
     p.set_defaults(func=_train_mono)
 
     p = sub.add_parser(
@@ -59,9 +46,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model_dir")
     p.add_argument("ali_dir")
     _add_common(p)
-    p.add_argument("--beam", type=float, default=None, help="(10)")
-    p.add_argument("--retry-beam", type=float, default=None, help="(40)")
-    p.add_argument("--boost-silence", type=float, default=None, help="(1.0)")
+    p.add_argument("--nj", type=int, default=1, help="alignment processes (1)")
+    add_config_options(p, AlignOptions)
     p.set_defaults(func=_align)
 
     p = sub.add_parser(
@@ -78,9 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("lang")
     p.add_argument("ali_dir")
     p.add_argument("tree_dir")
-    p.add_argument("--config", help="YAML file of TreeConfig options")
-    p.add_argument("--force", action="store_true", help="redo a finished output")
-    _add_tree_options(p)
+    _add_common(p)
+    add_config_options(p, TreeConfig)
     p.set_defaults(func=_build_tree)
 
     p = sub.add_parser(
@@ -97,62 +82,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("ali_dir")
     p.add_argument("exp_dir")
     _add_common(p)
-    _add_tree_options(p)
-    p.add_argument("--tot-gauss", type=int, default=None, help="(10000)")
-    p.add_argument("--num-iters", type=int, default=None, help="(35)")
-    p.add_argument("--boost-silence", type=float, default=None, help="(1.0)")
-    _add_seed(p)
+    add_config_options(p, TriConfig, skip=("tree",))
+    add_config_options(p, TreeConfig)
     p.set_defaults(func=_train_tri)
 
 
-def _add_tree_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--num-leaves", type=int, default=None, help="most leaves (2000)")
-    p.add_argument("--min-count", type=float, default=None, help="least frames a side (100)")
-    p.add_argument("--thresh", type=float, default=None, help="least split gain (300)")
-    p.add_argument("--cluster-thresh", type=float, default=None, help="(-1: auto)")
-
-
-def _tree_overrides(args: argparse.Namespace) -> dict:
-    return {
-        "num_leaves": args.num_leaves, "min_count": args.min_count, "thresh": args.thresh,
-        "cluster_thresh": args.cluster_thresh,
-    }  # fmt: skip
-
-
 def _build_tree(args: argparse.Namespace) -> int:
-    config = load_config(TreeConfig, args.config, **_tree_overrides(args))
+    config = config_from_args(TreeConfig, args, args.config)
     build_tree_dir(args.data, args.lang, args.ali_dir, args.tree_dir, config, force=args.force)
     return 0
 
 
 def _train_tri(args: argparse.Namespace) -> int:
-    config = load_config(
-        TriConfig, args.config, nj=args.nj, tot_gauss=args.tot_gauss,
-        num_iters=args.num_iters, boost_silence=args.boost_silence, seed=args.seed,
-    )  # fmt: skip
-    tree_opts = {k: v for k, v in _tree_overrides(args).items() if v is not None}
-    config.tree = dataclasses.replace(config.tree, **tree_opts)
+    config = config_from_args(TriConfig, args, args.config)
+    tree_fields = [f.name for f in dataclasses.fields(TreeConfig)]
+    given = {k: getattr(args, k) for k in tree_fields if getattr(args, k) is not None}
+    config.tree = dataclasses.replace(config.tree, **given)
     train_tri(args.data, args.lang, args.ali_dir, args.exp_dir, config, force=args.force)
     return 0
 
 
 def _train_mono(args: argparse.Namespace) -> int:
-    config = load_config(
-        MonoConfig, args.config, nj=args.nj, num_iters=args.num_iters,
-        tot_gauss=args.tot_gauss, boost_silence=args.boost_silence,
-        num_shortest=args.num_shortest, seed=args.seed,
-    )  # fmt: skip
+    config = config_from_args(MonoConfig, args, args.config)
     train_mono(args.data, args.lang, args.exp_dir, config, force=args.force)
     return 0
 
 
 def _align(args: argparse.Namespace) -> int:
-    opts = load_config(
-        AlignOptions, args.config, beam=args.beam, retry_beam=args.retry_beam,
-        boost_silence=args.boost_silence,
-    )  # fmt: skip
-    align_data_dir(
-        args.data, args.lang, args.model_dir, args.ali_dir, opts, nj=args.nj or 1,
-        force=args.force,
-    )  # fmt: skip
+    opts = config_from_args(AlignOptions, args, args.config)
+    align_data_dir(args.data, args.lang, args.model_dir, args.ali_dir, opts, nj=args.nj,
+                   force=args.force)  # fmt: skip
     return 0
