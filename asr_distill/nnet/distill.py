@@ -72,10 +72,10 @@ class DistillConfig:
     before joint training (FitNets stage 1) [1]; aux_layers: hidden layers that get an
     auxiliary head (self) [[]: the middle one], self_weight [1.0]; pseudo_labels: kd
     with the teachers' argmax instead of their distribution [false].
-    Fresh perturbations each step, which the online teachers label as the student sees
-    them (kd with --teacher, no cache; see :mod:`asr_distill.nnet.augment`): mixup_alpha,
-    mixup of each window with another of the batch, lam ~ Beta(a, a) folded to >= 0.5
-    [0: off]; freq_mask: SpecAugment band of up to this many feature dims [0: off].
+    mixup_alpha: mixup of each window with another of the batch, fresh each step, which
+    the online teachers label as the student sees it (kd with --teacher, no cache; see
+    :mod:`asr_distill.nnet.augment`), lam ~ Beta(a, a) folded to >= 0.5 [0: off]. (The
+    trainer's freq_mask masks the windows before the objective sees them.)
     """
 
     method: str = "kd"
@@ -94,11 +94,6 @@ class DistillConfig:
     self_weight: float = 1.0
     pseudo_labels: bool = False
     mixup_alpha: float = 0.0
-    freq_mask: int = 0
-
-    @property
-    def augments(self) -> bool:
-        return self.mixup_alpha > 0 or self.freq_mask > 0
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -116,12 +111,12 @@ class DistillConfig:
             raise ValueError("--soft-targets is only for method kd")
         if self.pseudo_labels and self.method != "kd":
             raise ValueError("--pseudo-labels is only for method kd")
-        if self.mixup_alpha < 0 or self.freq_mask < 0:
-            raise ValueError("mixup_alpha and freq_mask must be >= 0")
-        if self.augments and (self.method != "kd" or self.soft_targets is not None):
-            raise ValueError("--mixup-alpha and --freq-mask need method kd with online "
-                             "teachers (--teacher, no --soft-targets): a cache holds the "
-                             "targets of the unperturbed frames")  # fmt: skip
+        if self.mixup_alpha < 0:
+            raise ValueError("mixup_alpha must be >= 0")
+        if self.mixup_alpha and (self.method != "kd" or self.soft_targets is not None):
+            raise ValueError("--mixup-alpha needs method kd with online teachers (--teacher, "
+                             "no --soft-targets): a cache holds the targets of the "
+                             "unperturbed frames")  # fmt: skip
 
 
 class _TeacherInputs:
@@ -216,9 +211,9 @@ class DistillObjective(Objective):
                 )  # fmt: skip
             self.teachers.to(device)
             self.teacher_inputs = _TeacherInputs(self.store, student, self.teachers.config)
-            if self.c.augments and not self.teacher_inputs.same:
-                raise InputError("--mixup-alpha and --freq-mask need teachers with the "
-                                 "student's context (they label the student's view)",
+            if self.c.mixup_alpha and not self.teacher_inputs.same:
+                raise InputError("--mixup-alpha needs teachers with the student's context "
+                                 "(they label the student's mixed windows)",
                                  self.c.teachers[0])  # fmt: skip
 
     def wrap(self, student: SpliceDnn) -> nn.Module:
@@ -270,8 +265,6 @@ class DistillObjective(Objective):
         if c.method == "kd":
             if c.mixup_alpha > 0:  # the frame's own window dominates: its label stays
                 x = augment.mix_frames(x, c.mixup_alpha)
-            if c.freq_mask > 0:
-                x = augment.mask_frequencies(x, self.store.dim, c.freq_mask)
             logits = model(x)  # (B, P)
             return self._kd(logits, y, batch, x, device), logits, y
         if c.method == "logits":

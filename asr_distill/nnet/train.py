@@ -35,6 +35,7 @@ from asr_distill.errors import InputError
 from asr_distill.features.framestore import FEATS_FILE, TARGETS_FILE, FrameStore
 from asr_distill.io import atomic_open, atomic_path, file_sha256, is_done
 from asr_distill.io.step import step_log
+from asr_distill.nnet import augment
 from asr_distill.nnet.curve import CURVE_FIELDS, CURVE_FILE
 from asr_distill.nnet.model import DnnConfig, SpliceDnn
 from asr_distill.nnet.schedule import ScheduleState, end_of_epoch, lr_at_step
@@ -63,6 +64,9 @@ class TrainConfig:
     (0 = off) [0]. data_fraction: train on this deterministic share of the training
     utterances [1.0]; seed [0] (initialisation and data order); checkpoint_every steps
     [500]; bf16 autocast and torch.compile for GPUs [off]; device ['auto'].
+    freq_mask: SpecAugment frequency masking of every training window, a band of up to
+    this many feature dims set to 0, fresh each step (:mod:`asr_distill.nnet.augment`;
+    online teachers label the masked view) [0: off].
     """
 
     hidden_layers: int = 8
@@ -74,6 +78,7 @@ class TrainConfig:
     momentum: float = 0.9
     weight_decay: float = 0.0
     dropout: float = 0.0
+    freq_mask: int = 0
     batch_size: int = 256
     epochs: int = 10
     schedule: str = "newbob"
@@ -101,6 +106,8 @@ class TrainConfig:
             raise ValueError("batch_size, epochs and checkpoint_every must be >= 1")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), not {self.dropout}")
+        if self.freq_mask < 0:
+            raise ValueError(f"freq_mask must be >= 0, not {self.freq_mask}")
 
 
 @dataclasses.dataclass
@@ -475,6 +482,9 @@ def _train(
             lr = lr_at_step(config, state, step, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
+            if config.freq_mask:  # a fresh view each step, for the student and its teachers
+                batch = batch._replace(inputs=augment.mask_frequencies(
+                    batch.inputs, train.dim, config.freq_mask))  # fmt: skip
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16):
                 loss, logits, y = objective.loss(train_model, batch, device, epoch)
             if device.type != "cuda":  # on the host a check costs nothing: every step

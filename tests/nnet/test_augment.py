@@ -7,6 +7,7 @@ import torch
 
 from asr_distill.nnet.augment import mask_frequencies, mix_frames
 from asr_distill.nnet.distill import DistillConfig
+from asr_distill.nnet.train import TrainConfig
 
 W, D = 4, 10
 
@@ -56,9 +57,10 @@ def test_frequency_mask_zeroes_one_band_in_every_frame_of_the_window():
         mask_frequencies(torch.zeros(2, 7), D, 3)
 
 
-def test_perturbations_need_online_teachers():
+def test_mixup_needs_online_teachers():
     with pytest.raises(ValueError, match="online teachers"):
         DistillConfig(teachers=["t"], soft_targets="cache", mixup_alpha=0.4)
     with pytest.raises(ValueError, match="online teachers"):
-        DistillConfig(method="logits", teachers=["t"], freq_mask=8)
-    assert DistillConfig(teachers=["t"], freq_mask=8).augments
+        DistillConfig(method="logits", teachers=["t"], mixup_alpha=0.4)
+    with pytest.raises(ValueError, match=">= 0"):
+        TrainConfig(freq_mask=-1)

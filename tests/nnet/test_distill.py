@@ -171,16 +171,16 @@ def test_pseudo_labels_are_the_teachers_argmax(toy, tmp_path):
 
 
 def test_perturbed_views_are_what_the_teachers_label(toy, tmp_path):
-    """With --mixup-alpha / --freq-mask the student and the online teachers see the same
-    perturbed windows, fresh each step, and a student trains on them."""
+    """With --mixup-alpha (the objective) and --freq-mask (the trainer) the student and
+    the online teachers see the same perturbed windows, fresh each step, and a student
+    trains on them; a baseline trains with --freq-mask too."""
     paths = teachers(toy)
     store = FrameStore(toy / "train")
     student = SpliceDnn.load(paths[0])
     c = student.config
     batch = next(store.batches(64, left=c.left_context, right=c.right_context, shuffle=False))
-    objective = DistillObjective(
-        DistillConfig(teachers=paths, temperature=2, mixup_alpha=0.4, freq_mask=3), store
-    )
+    objective = DistillObjective(DistillConfig(teachers=paths, temperature=2, mixup_alpha=0.4),
+                                 store)  # fmt: skip
     objective.setup(student, torch.device("cpu"))
     seen = {}
     student_forward, teacher_log_probs = student.forward, objective.teachers.log_probs
@@ -198,6 +198,9 @@ def test_perturbed_views_are_what_the_teachers_label(toy, tmp_path):
     assert best_dev_acc(exp) > 70.0
     assert main([*args, "--soft-targets", str(tmp_path / "none"), str(toy / "train"),
                  str(toy / "dev"), str(tmp_path / "refused")]) == 1  # fmt: skip
+    base = ["train-dnn", "--epochs", "3", *TINY, "--freq-mask", "3"]
+    assert main([*base, str(toy / "train"), str(toy / "dev"), str(tmp_path / "masked")]) == 0
+    assert best_dev_acc(tmp_path / "masked") > 70.0
 
 
 def test_distill_resume_with_other_teachers_or_temperature_is_refused(toy, tmp_path):
