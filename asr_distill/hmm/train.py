@@ -139,15 +139,7 @@ def run_em(
             opts = dataclasses.replace(align_opts)
             if first_beam is not None and it == min(realign_iters):
                 opts.beam = first_beam
-            result = align(
-                model,
-                data.lang.path,
-                data.feats,
-                data.word_ids,
-                opts,
-                silence_phones=data.silence_phones,
-                nj=nj,
-            )
+            result = _align_training_data(model, data, opts, nj)
             alignments, failed = result.alignments, result.failed
         stats = accumulate(model, alignments, data.feats)
         estimate(model, stats, estimate_opts, mixup=num_gauss, iteration=it)
@@ -256,6 +248,12 @@ def train_mono(
         return model
 
 
+def _align_training_data(model: GmmHmm, data: TrainingData, opts: AlignOptions, nj: int):
+    """Viterbi-align every utterance of ``data`` with ``model`` (``nj`` processes)."""
+    return align(model, data.lang.path, data.feats, data.word_ids, opts,
+                 silence_phones=data.silence_phones, nj=nj)  # fmt: skip
+
+
 def align_data_dir(
     data_dir: str | Path,
     lang_dir: str | Path,
@@ -278,15 +276,7 @@ def align_data_dir(
             return None
         model = GmmHmm.load(model_dir)
         data = load_training_data(data_dir, lang_dir)
-        result = align(
-            model,
-            data.lang.path,
-            data.feats,
-            data.word_ids,
-            opts,
-            silence_phones=data.silence_phones,
-            nj=nj,
-        )
+        result = _align_training_data(model, data, opts, nj)
         phone_names = {i: p for p, i in data.lang.phones.items()}
         write_alignment_dir(ali_dir, model, result, phone_names)
         num = len(data.word_ids)

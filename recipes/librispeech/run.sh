@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # LibriSpeech recipe: download (checksummed, resumable) -> data dirs -> features ->
 # lexicon/lang (LibriSpeech lexicon) -> G.fst (OpenSLR 3-gram) -> mono -> tri1 ->
-# then the stages shared with recipes/synth (recipes/shared/hybrid_stages.sh):
+# then the stages shared with recipes/synth (recipes/shared/gmm_stages.sh, 5-6, and
+# hybrid_stages.sh, 7-19):
 # alignments, graphs, GMM decoding, DNN baseline, ensemble, distillation, Table 5, report.
 #   recipes/librispeech/run.sh [--stage N] [--stop-stage M] [--nj J] [--mini true]
 #                              [--corpus-dir DIR] [--work-dir DIR] [--url-base URL]
@@ -96,19 +97,7 @@ if run_stage 4; then
   asr-distill make-g "$lm_dir/$lm_file" "$data/lang" "$data/lang_test"
 fi
 
-if run_stage 5; then
-  log "Stage 5: monophone GMM-HMM on the $mono_shortest shortest utterances"
-  asr-distill train-mono --nj "$nj" --num-shortest "$mono_shortest" \
-    --num-iters "$mono_iters" --tot-gauss "$mono_gauss" \
-    "$data/train_mfcc" "$data/lang" "$exp/mono"
-  asr-distill align --nj "$nj" "$data/train_mfcc" "$data/lang" "$exp/mono" "$exp/mono_ali"
-fi
-
-if run_stage 6; then
-  log "Stage 6: decision tree and triphone GMM-HMM tri1 ($tri1_leaves leaves, $tri1_gauss Gaussians)"
-  asr-distill train-tri --nj "$nj" --num-leaves "$tri1_leaves" --tot-gauss "$tri1_gauss" \
-    --num-iters "$tri1_iters" "$data/train_mfcc" "$data/lang" "$exp/mono_ali" "$exp/tri1"
-fi
+. "$recipe_dir/../shared/gmm_stages.sh"
 
 report_title="asr-distill: LibriSpeech $train_set -> $dev_set / $test_set"
 . "$recipe_dir/../shared/hybrid_stages.sh"

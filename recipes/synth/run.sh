@@ -80,18 +80,7 @@ fi
 
 exp=$work_dir/exp
 
-if run_stage 5; then
-  log "Stage 5: monophone GMM-HMM (flat start, $mono_iters iterations, $mono_gauss Gaussians)"
-  asr-distill train-mono --nj "$nj" --num-iters "$mono_iters" --tot-gauss "$mono_gauss" \
-    "$data/train_mfcc" "$data/lang" "$exp/mono"
-  asr-distill align --nj "$nj" "$data/train_mfcc" "$data/lang" "$exp/mono" "$exp/mono_ali"
-fi
-
-if run_stage 6; then
-  log "Stage 6: decision tree and triphone GMM-HMM tri1 ($tri1_leaves leaves, $tri1_gauss Gaussians)"
-  asr-distill train-tri --nj "$nj" --num-leaves "$tri1_leaves" --tot-gauss "$tri1_gauss" \
-    --num-iters "$tri1_iters" "$data/train_mfcc" "$data/lang" "$exp/mono_ali" "$exp/tri1"
-fi
+. "$recipe_dir/../shared/gmm_stages.sh"
 
 dnn_conf=$recipe_dir/conf/dnn_$preset.yaml
 report_title="asr-distill: synthetic corpus, preset $preset"
