@@ -34,7 +34,7 @@ COMMANDS = {
     "make-g": "lang_cmds",
     "prepare-librispeech": "librispeech_cmds", "download-librispeech-lm": "librispeech_cmds",
     "train-lm": "lm_cmds", "lm-perplexity": "lm_cmds",
-    "train-dnn": "nnet_cmds",
+    "train-dnn": "nnet_cmds", "curve-summary": "nnet_cmds",
     "report": "report_cmds",
     "make-soft-targets": "soft_target_cmds",
     "make-synth-corpus": "synth_cmds",

@@ -1,4 +1,4 @@
-"""DNN subcommands: train-dnn."""
+"""DNN subcommands: train-dnn, curve-summary."""
 
 from __future__ import annotations
 
@@ -25,6 +25,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_train_options(p)
     p.set_defaults(func=_train_dnn)
 
+    p = sub.add_parser(
+        "curve-summary",
+        help="best dev frame accuracy, its epoch and the training time of exp dirs",
+        description="One line per train-dnn / distill EXP_DIR, read from its "
+        "train_curve.csv: the best dev frame accuracy and its epoch (--last: the last "
+        "epoch's), and the seconds of all epochs. Sweeps print their tables with it.",
+        epilog="example: asr-distill curve-summary exp/dnn exp/distill_T2",
+    )
+    p.add_argument("exp_dirs", nargs="+")
+    p.add_argument("--last", action="store_true", help="the last epoch, not the best")
+    p.add_argument("--label-from", default=None,
+                   help="label each row with its dir's path relative to this dir")  # fmt: skip
+    p.set_defaults(func=_curve_summary)
+
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
     """The TrainConfig options (shared by train-dnn, train-ensemble and distill), made
@@ -44,4 +58,19 @@ def _train_dnn(args: argparse.Namespace) -> int:
     config = train_config_from_args(args)
     train_dnn(args.train_store, args.dev_store, args.exp_dir, config, force=args.force,
               progress=not args.no_progress)  # fmt: skip
+    return 0
+
+
+def _curve_summary(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from asr_distill.nnet.curve import read_train_curve
+
+    print(f"{'run':<34} {'dev acc':>8} {'epoch':>6} {'seconds':>8}")
+    for d in map(Path, args.exp_dirs):
+        rows = read_train_curve(d)
+        pick = rows[-1] if args.last else max(rows, key=lambda r: r["dev_frame_acc"])
+        name = str(d.relative_to(args.label_from)) if args.label_from else d.name
+        seconds = sum(r["seconds"] for r in rows)
+        print(f"{name:<34} {pick['dev_frame_acc']:8.2f} {pick['epoch']:>6} {seconds:8.0f}")
     return 0

@@ -82,3 +82,16 @@ def dev_acc(t):
 print(max(temps, key=dev_acc))
 PY
 }
+
+# sweep_run OUT TRAIN_STORE DEV_STORE CONF STEP OPTION...: one run of a dev-set sweep,
+# `asr-distill STEP --config CONF OPTION... TRAIN_STORE DEV_STORE OUT`, its output in
+# OUT.log (a failure names it). A run that reads a soft-target cache also gets the
+# ensemble's teachers (the array teachers, from load_teachers). Print the sweep's table
+# with `asr-distill curve-summary OUT...`.
+sweep_run() {
+  local out=$1 train=$2 dev=$3 conf=$4 step=$5 extra=()
+  shift 5
+  [[ " $* " == *" --soft-targets "* ]] && extra=("${teachers[@]}")
+  asr-distill "$step" --config "$conf" --no-progress "$@" "${extra[@]}" "$train" "$dev" \
+    "$out" > "$out.log" 2>&1 || { echo "sweep: $out failed, see $out.log" >&2; return 1; }
+}

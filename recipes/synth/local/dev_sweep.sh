@@ -44,11 +44,8 @@ runs=(
 
 one() {
   local name=${1%%|*} opts=${1#*|}
-  local extra=(); [[ $opts == distill\ --soft* ]] && extra=("${teachers[@]}")
-  # shellcheck disable=SC2086  # opts is a list of options
-  OMP_NUM_THREADS=1 asr-distill $opts "${extra[@]}" --config "$conf" --no-progress \
-    "$frames/train" "$frames/dev" "$sweep/$name" > "$sweep/$name.log" 2>&1 \
-    || { echo "$name: failed, see $sweep/$name.log" >&2; return 1; }
+  # shellcheck disable=SC2086  # opts is a step and its options
+  OMP_NUM_THREADS=1 sweep_run "$sweep/$name" "$frames/train" "$frames/dev" "$conf" $opts
 }
 
 for r in "${runs[@]}"; do
@@ -57,14 +54,11 @@ for r in "${runs[@]}"; do
 done
 wait
 
-printf '%-34s %8s %8s\n' run "dev acc" "(epoch)"
+# The soft 3 % runs have no early stopping: their last epoch is the result.
+full=(); small=()
 for r in "${runs[@]}"; do
   name=${r%%|*}
-  python3 - "$sweep/$name" "$name" <<'PY'
-import sys
-from asr_distill.nnet.curve import read_train_curve
-rows = read_train_curve(sys.argv[1])
-pick = rows[-1] if "small_soft" in sys.argv[2] else max(rows, key=lambda r: r["dev_frame_acc"])
-print(f"{sys.argv[2]:<34} {pick['dev_frame_acc']:8.2f} {pick['epoch']:>8}")
-PY
+  if [[ $name == small_soft* ]]; then small+=("$sweep/$name"); else full+=("$sweep/$name"); fi
 done
+asr-distill curve-summary "${full[@]}"
+asr-distill curve-summary --last "${small[@]}"

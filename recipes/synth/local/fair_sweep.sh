@@ -73,12 +73,9 @@ done
 
 one() {
   IFS="|" read -r group name store opts <<< "$1"
-  local out=$sweep/${group}_$name extra=()
-  [[ $opts == distill* ]] && extra=("${teachers[@]}")
-  # shellcheck disable=SC2086  # opts is a list of options
-  OMP_NUM_THREADS=1 asr-distill $opts "${extra[@]}" --config "$conf" --no-progress \
-    "$frames/$store" "$frames/dev" "$out" > "$out.log" 2>&1 \
-    || { echo "$group $name: failed, see $out.log" >&2; return 1; }
+  # shellcheck disable=SC2086  # opts is a step and its options
+  OMP_NUM_THREADS=1 sweep_run "$sweep/${group}_$name" "$frames/$store" "$frames/dev" "$conf" \
+    $opts
 }
 
 for r in "${runs[@]}"; do
@@ -87,13 +84,9 @@ for r in "${runs[@]}"; do
 done
 wait
 
-printf '%-10s %-28s %8s %6s\n' group run "dev acc" epoch
+dirs=()
 for r in "${runs[@]}"; do
   IFS="|" read -r group name _ _ <<< "$r"
-  python3 - "$sweep/${group}_$name" "$group" "$name" <<'PY'
-import sys
-from asr_distill.nnet.curve import best_dev_frame_acc
-acc, epoch = best_dev_frame_acc(sys.argv[1])
-print(f"{sys.argv[2]:<10} {sys.argv[3]:<28} {acc:8.2f} {epoch:>6}")
-PY
+  dirs+=("$sweep/${group}_$name")
 done
+asr-distill curve-summary --label-from "$sweep" "${dirs[@]}"

@@ -3,8 +3,8 @@
 # frames at the preset's student settings (T, hard weight, lr, schedule, epochs), with
 # soft targets from a cache of the clean frames, or from the teachers run online on a
 # fresh perturbation each step (mixup, frequency masks). Prints each run's best dev
-# frame accuracy, its epoch, the training seconds (the sum of train_curve.csv's epochs)
-# and dev points gained over the cached student per CPU-hour. Run after stages 0-15 of
+# frame accuracy, its epoch and the training seconds (the sum of train_curve.csv's
+# epochs; each run's time beside the others, --jobs at once). Run after stages 0-15 of
 # recipes/synth/run.sh; settings are judged on dev only.
 #   recipes/synth/local/view_sweep.sh [--work-dir exp/synth] [--preset cpu] [--jobs 2]
 #                                     [--runs "cached mixup0.4 fmask8 ..."]
@@ -38,8 +38,9 @@ one() {
   local name=$1 opts=()
   case $name in
     cached) opts=(--soft-targets "$cache") ;;
-    online) ;;
-    *) local part
+    online) opts=("${teachers[@]}") ;;
+    *) opts=("${teachers[@]}")
+       local part
        for part in ${name//_/ }; do
          case $part in
            mixup*) opts+=(--mixup-alpha "${part#mixup}") ;;
@@ -48,29 +49,13 @@ one() {
          esac
        done ;;
   esac
-  asr-distill distill --config "$conf" --no-progress "${teachers[@]}" "${opts[@]}" \
+  sweep_run "$sweep/$name" "$frames/train" "$frames/dev" "$conf" distill "${opts[@]}" \
     --temperature "$t" --hard-weight "$hard_weight" --lr "$distill_lr" \
-    --schedule "$student_schedule" --epochs "$epochs" "$frames/train" "$frames/dev" \
-    "$sweep/$name" > "$sweep/$name.log" 2>&1 \
-    || { echo "view_sweep: $name failed, see $sweep/$name.log" >&2; return 1; }
+    --schedule "$student_schedule" --epochs "$epochs"
 }
 
 # shellcheck disable=SC2086  # runs is a list
 OMP_NUM_THREADS=$(nproc) run_parallel "$jobs" one $runs
-
-python3 - "$sweep" $runs <<'PY'
-import sys
-from pathlib import Path
-from asr_distill.nnet.curve import best_dev_frame_acc, read_train_curve
-sweep, names = Path(sys.argv[1]), sys.argv[2:]
-rows = {}
-for n in names:
-    acc, epoch = best_dev_frame_acc(sweep / n)
-    rows[n] = (acc, epoch, sum(r["seconds"] for r in read_train_curve(sweep / n)))
-print(f"{'run':<22} {'dev acc':>8} {'epoch':>6} {'seconds':>8} {'gain/CPU-h':>11}")
-base = rows.get("cached")
-for n, (acc, epoch, sec) in rows.items():
-    rate = "" if base is None or n == "cached" else \
-        f"{(acc - base[0]) / (sec / 3600):+11.2f}"
-    print(f"{n:<22} {acc:8.2f} {epoch:>6} {sec:8.0f} {rate:>11}")
-PY
+dirs=()
+for name in $runs; do dirs+=("$sweep/$name"); done
+asr-distill curve-summary "${dirs[@]}"
