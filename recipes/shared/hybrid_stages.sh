@@ -203,8 +203,9 @@ if run_stage 18; then
   # Hard targets with early stopping on dev (the paper's setting); soft targets at
   # T=$small_temperature (hard weight $small_hard_weight) from the baseline trained on
   # all the data, no early stopping (the last epoch is the result).
+  # The paper's setting: no perturbation of the inputs, whatever the preset's models use.
   small=(--config "$dnn_conf" --no-progress --data-fraction "$small_fraction"
-         --epochs "$small_epochs" --lr "$small_lr" --schedule constant)
+         --epochs "$small_epochs" --lr "$small_lr" --schedule constant --freq-mask 0)
   asr-distill train-dnn "${small[@]}" --early-stopping 3 \
     "$frames/train" "$frames/dev" "$exp/small_hard"
   asr-distill distill "${small[@]}" --teacher "$exp/dnn/final" \
