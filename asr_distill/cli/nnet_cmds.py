@@ -64,13 +64,22 @@ def _train_dnn(args: argparse.Namespace) -> int:
 def _curve_summary(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from asr_distill.errors import InputError
     from asr_distill.nnet.curve import read_train_curve
 
     print(f"{'run':<34} {'dev acc':>8} {'epoch':>6} {'seconds':>8}")
+    missing = 0
     for d in map(Path, args.exp_dirs):
-        rows = read_train_curve(d)
-        pick = rows[-1] if args.last else max(rows, key=lambda r: r["dev_frame_acc"])
         name = str(d.relative_to(args.label_from)) if args.label_from else d.name
+        try:
+            rows = read_train_curve(d)
+        except InputError:  # a run that failed or never finished an epoch: a row says so
+            rows = []
+        if not rows:
+            missing += 1
+            print(f"{name:<34} {'-':>8} {'-':>6} {'-':>8}  (no train curve)")
+            continue
+        pick = rows[-1] if args.last else max(rows, key=lambda r: r["dev_frame_acc"])
         seconds = sum(r["seconds"] for r in rows)
         print(f"{name:<34} {pick['dev_frame_acc']:8.2f} {pick['epoch']:>6} {seconds:8.0f}")
-    return 0
+    return 1 if missing else 0

@@ -247,7 +247,8 @@ class FrameStore:
                                           right)  # fmt: skip
         idx = np.clip(frames[:, None] + k[None, :], start[:, None], last[:, None])  # (B, W)
         x = self._feats[idx.reshape(-1)]  # (B*W, D) float16
-        inputs = torch.from_numpy(x.astype(np.float32).reshape(len(frames), -1))  # (B, W*D)
+        width = len(k) * self.dim  # explicit: a rank's slice of a short batch may be empty
+        inputs = torch.from_numpy(x.astype(np.float32).reshape(len(frames), width))  # (B, W*D)
         targets = torch.from_numpy(self._targets[frames].astype(np.int64))  # (B,)
         return FrameBatch(inputs, targets, torch.from_numpy(frames))
 
@@ -263,6 +264,11 @@ class FrameStore:
             self._device_copy = cached
         return cached
 
+    def has_device_copy(self, device: torch.device | str) -> bool:
+        """Whether :meth:`on_device` already holds the store on ``device``."""
+        copy = self._device_copy
+        return copy is not None and copy[0].device == torch.device(device)
+
     def _gather_on_device(self, frames: np.ndarray, frames_dev: torch.Tensor, left: int,
                           right: int) -> FrameBatch:  # fmt: skip
         """:meth:`gather` from the device copy, for frame indices already on the device
@@ -273,7 +279,7 @@ class FrameStore:
         start, last = offsets[utt, None], offsets[utt + 1, None] - 1  # (B, 1)
         k = torch.arange(-left, right + 1, device=frames_dev.device)  # (W,)
         idx = torch.minimum(torch.maximum(frames_dev[:, None] + k, start), last)  # (B, W)
-        inputs = feats[idx.reshape(-1)].float().reshape(len(frames), -1)  # (B, W*D)
+        inputs = feats[idx.reshape(-1)].float().reshape(len(frames), len(k) * self.dim)
         return FrameBatch(inputs, targets[frames_dev], torch.from_numpy(frames))
 
     def _utt_position(self, key: int | str) -> int:

@@ -142,9 +142,13 @@ class DistillObjective(Objective):
 
     labelled_only = False
 
-    def __init__(self, config: DistillConfig, train_store: FrameStore):
+    def __init__(self, config: DistillConfig, train_store: FrameStore, *,
+                 perturbed: bool = False):  # fmt: skip
+        """``perturbed``: the trainer perturbs the windows (``--freq-mask``), so online
+        teachers must read the student's own windows."""
         self.c = config
         self.store = train_store
+        self.perturbed = perturbed
         self.name = f"{config.method} T={config.temperature:g}"
         # FitNets' hint stage trains the lower layers and the regressor only.
         self.unused_parameters = config.method == "fitnets" and config.hint_epochs > 0
@@ -211,10 +215,11 @@ class DistillObjective(Objective):
                 )  # fmt: skip
             self.teachers.to(device)
             self.teacher_inputs = _TeacherInputs(self.store, student, self.teachers.config)
-            if self.c.mixup_alpha and not self.teacher_inputs.same:
-                raise InputError("--mixup-alpha needs teachers with the student's context "
-                                 "(they label the student's mixed windows)",
-                                 self.c.teachers[0])  # fmt: skip
+            perturbed = self.c.mixup_alpha or (self.perturbed and self.cache is None)
+            if perturbed and not self.teacher_inputs.same:
+                raise InputError("--mixup-alpha and --freq-mask need online teachers with the "
+                                 "student's context (they label the student's perturbed "
+                                 "windows)", self.c.teachers[0])  # fmt: skip
 
     def wrap(self, student: SpliceDnn) -> nn.Module:
         if self.c.method == "fitnets":
@@ -337,7 +342,7 @@ def distill(
     store = FrameStore(train_store)
     if train_config.data_fraction < 1:
         store = store.subset(train_config.data_fraction, seed=train_config.seed)
-    objective = DistillObjective(config, store)
+    objective = DistillObjective(config, store, perturbed=train_config.freq_mask > 0)
     return train_dnn(train_store, dev_store, exp_dir, train_config, force=force,
                      progress=progress, objective=objective)  # fmt: skip
 
@@ -363,7 +368,13 @@ def train_ensemble(
     settings = {"members": members, "base_seed": base_seed, "member_config":
                 dataclasses.asdict(config), "train_store": str(train_store),
                 "dev_store": str(dev_store)}  # fmt: skip
-    with step_log(exp_dir, "train-ensemble.log", force=force, config=settings) as run:
+    # A finished ensemble is done only for the same members and settings: other ones
+    # (more members, another config) train what is missing, member by member.
+    recorded = exp_dir / "config.yaml"
+    same = recorded.is_file() and yaml.safe_load(recorded.read_text("utf-8")) == \
+        yaml.safe_load(yaml.safe_dump(settings))  # fmt: skip
+    with step_log(exp_dir, "train-ensemble.log", force=force or not same,
+                  config=settings) as run:  # fmt: skip
         if not run:
             return paths
         if parallel <= 1:

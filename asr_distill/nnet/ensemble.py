@@ -106,7 +106,8 @@ class Ensemble(torch.nn.Module):
         trained on one store) also share one first-layer matmul over the concatenated
         weights ``(in, M * H)``. Members of different shapes keep the loop."""
         shapes = {(m.config.hidden_layers, m.config.hidden_dim) for m in self.members}
-        self.stacked = len(shapes) == 1 and len(self.members) > 1
+        self.stacked = len(shapes) == 1 and len(self.members) > 1 and \
+            self.members[0].config.hidden_layers > 0  # fmt: skip
         if not self.stacked:
             return
         ms = self.members

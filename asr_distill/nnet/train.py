@@ -164,7 +164,10 @@ def _unwrap(model: nn.Module) -> SpliceDnn:
 def _all_reduce_sums(values: list[float], d: _Dist) -> list[float]:
     if d.world_size == 1:
         return values
-    t = torch.tensor(values, dtype=torch.float64)
+    # nccl reduces GPU tensors only; gloo CPU ones.
+    on = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" \
+        else torch.device("cpu")  # fmt: skip
+    t = torch.tensor(values, dtype=torch.float64, device=on)
     dist.all_reduce(t)
     return t.tolist()
 
@@ -175,6 +178,8 @@ def splice_device(store: FrameStore, device: torch.device) -> torch.device | Non
     then cross the bus each step), else on the host (None)."""
     if device.type != "cuda":
         return None
+    if store.has_device_copy(device):  # decided before; the copy itself now takes memory
+        return device
     need = store.features.nbytes + 8 * store.targets.size
     return device if need <= torch.cuda.mem_get_info(device)[0] / 4 else None
 
@@ -352,13 +357,31 @@ def _differences(old, new, prefix: str = "") -> list[str]:
     return [] if old == new else [f"{prefix[:-1]}: {old!r} then, {new!r} now"]
 
 
+def _with_defaults(identity: dict) -> dict:
+    """A checkpoint's identity with the config fields added since it was written set to
+    their defaults (what the run used), so a new option does not block a resume."""
+    out = dict(identity)
+    for key, cls in (("train_config", TrainConfig), ("distill_config", "DistillConfig")):
+        if not isinstance(out.get(key), dict):
+            continue
+        if isinstance(cls, str):  # distill imports this module: look it up lazily
+            from asr_distill.nnet import distill
+
+            cls = getattr(distill, cls)
+        defaults = {f.name: f.default if f.default is not dataclasses.MISSING
+                    else f.default_factory() for f in dataclasses.fields(cls)
+                    if f.name not in _RESUMABLE_FIELDS}  # fmt: skip
+        out[key] = {**defaults, **out[key]}
+    return out
+
+
 def check_resume(ckpt: dict, identity: dict, path: Path) -> None:
     """Refuse to resume a checkpoint made by another run (settings, stores, teachers)."""
     old = ckpt.get("identity")
     if old is None:
         raise InputError("checkpoint records no settings, so a resume cannot be checked; run "
                          "with --force to start over", path)  # fmt: skip
-    diff = _differences(old, identity)
+    diff = _differences(_with_defaults(old), identity)
     if diff:
         more = f" (and {len(diff) - 3} more)" if len(diff) > 3 else ""
         raise InputError(f"checkpoint of a run with other settings or data ({'; '.join(diff[:3])}"

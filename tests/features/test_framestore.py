@@ -207,6 +207,16 @@ def test_rank_sharding_covers_single_process_batches(store, drop_last):
     )
 
 
+@pytest.mark.parametrize("device", [None, "cpu"])
+def test_a_rank_with_nothing_of_the_short_last_batch_gets_an_empty_batch(store, device):
+    """233 frames in batches of 116: the last global batch holds 1 frame, so 2 of 3
+    ranks get an empty slice of it (as np.array_split), of the right width."""
+    last = [list(store.batches(116, rank=r, world_size=3, shuffle=False, device=device))[-1]
+            for r in range(3)]  # fmt: skip
+    assert [len(b.frames) for b in last] == [1, 0, 0]
+    assert all(b.inputs.shape[1] == 26 * store.dim for b in last)
+
+
 def test_drop_last(store):
     batches = list(store.batches(20, drop_last=True))
     assert len(batches) == store.num_frames // 20

@@ -262,3 +262,24 @@ def test_stacked_ensemble_equals_each_member_run_alone(shared_input):
     mixed = Ensemble([*members[:2], SpliceDnn(dataclasses.replace(conf, hidden_dim=8))])
     assert not mixed.stacked
     torch.testing.assert_close(mixed(x)[:2], want[:2])
+
+
+def test_a_finished_ensemble_grows_when_asked_for_more_members(toy, tmp_path):
+    """train-ensemble again with the same settings is a no-op; with --members 4 it trains
+    the missing member only and lists all four."""
+    ens = tmp_path / "ens"
+    args = ["train-ensemble", "--epochs", "1", *TINY, str(toy / "train"), str(toy / "dev")]
+    assert main([*args, "--members", "2", str(ens)]) == 0
+    stamp = (ens / "member0" / "final.safetensors").stat().st_mtime_ns
+    assert main([*args, "--members", "2", str(ens)]) == 0
+    assert main([*args, "--members", "3", str(ens)]) == 0
+    assert len((ens / "members.txt").read_text().split()) == 3
+    assert (ens / "member2" / ".done").is_file()
+    assert (ens / "member0" / "final.safetensors").stat().st_mtime_ns == stamp
+
+
+def test_curve_summary_prints_each_run_and_fails_for_a_missing_curve(toy, capsys):
+    assert main(["curve-summary", str(toy / "ens" / "member0")]) == 0
+    assert "member0" in capsys.readouterr().out
+    assert main(["curve-summary", str(toy / "ens" / "member0"), str(toy / "nothing")]) == 1
+    assert "nothing" in capsys.readouterr().out

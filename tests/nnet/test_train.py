@@ -13,11 +13,12 @@ import numpy as np
 import pytest
 import torch
 
+from asr_distill.features.framestore import FrameStore
 from asr_distill.features.framestore_build import build_frame_store
 from asr_distill.nnet.curve import best_dev_frame_acc, read_train_curve
 from asr_distill.nnet.model import DnnConfig, SpliceDnn
 from asr_distill.nnet.schedule import ScheduleState, end_of_epoch
-from asr_distill.nnet.train import TrainConfig, train_dnn
+from asr_distill.nnet.train import Objective, TrainConfig, train_dnn
 
 DIM, PDFS = 6, 5
 
@@ -220,6 +221,18 @@ def test_resume_with_other_settings_or_data_is_refused(stores, tmp_path):
     train_dnn(train, dev, exp, TrainConfig(**{**TINY, "epochs": 2, "lr": 0.01}), force=True,
               progress=False)  # fmt: skip
     assert "lr: 0.01" in (exp / "config.yaml").read_text()
+    # A checkpoint written before an option existed resumes: it ran with the default.
+    from asr_distill.nnet.train import CHECKPOINT_FILE, check_resume, run_identity
+
+    ckpt = torch.load(exp / CHECKPOINT_FILE, weights_only=True)
+    del ckpt["identity"]["train_config"]["freq_mask"]
+    now = run_identity(TrainConfig(**{**TINY, "epochs": 2, "lr": 0.01}), FrameStore(train),
+                       FrameStore(dev), Objective())  # fmt: skip
+    check_resume(ckpt, now, exp / CHECKPOINT_FILE)
+    with pytest.raises(InputError, match="freq_mask: 0 then, 4 now"):
+        check_resume(ckpt, run_identity(TrainConfig(**{**TINY, "epochs": 2, "lr": 0.01,
+                                                       "freq_mask": 4}), FrameStore(train),
+                                        FrameStore(dev), Objective()), exp)  # fmt: skip
 
 
 def test_corrupt_or_truncated_weights_are_a_clear_error(tmp_path):
