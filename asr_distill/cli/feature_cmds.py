@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from asr_distill.config import load_config
+from asr_distill.config import add_config_options, config_from_args
 from asr_distill.features.compute import FEATURE_KINDS, FeatureConfig, compute_features
 
 log = logging.getLogger(__name__)
@@ -20,22 +20,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("data_dir")
     p.add_argument("out_dir")
-    p.add_argument("--kind", choices=FEATURE_KINDS, default=None, help="default: fbank")
     p.add_argument("--config", help="YAML file of FeatureConfig options")
-    p.add_argument("--num-mel-bins", type=int, default=None)
-    p.add_argument("--num-ceps", type=int, default=None)
-    p.add_argument("--sample-rate", type=int, default=None, help="features' rate (16000)")
-    p.add_argument(
-        "--resample", action="store_true", default=None,
-        help="resample audio at another rate (default: such audio is an error)",
-    )  # fmt: skip
-    p.add_argument("--dither", type=float, default=None)
-    p.add_argument(
-        "--channel",
-        type=int,
-        default=None,
-        help="0-based channel of multi-channel audio (default: such audio is an error)",
-    )
+    add_config_options(p, FeatureConfig, choices={"kind": FEATURE_KINDS})
     p.add_argument("--nj", type=int, default=1, help="parallel jobs")
     p.add_argument(
         "--skip-bad",
@@ -47,17 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _compute(args: argparse.Namespace) -> int:
-    config = load_config(
-        FeatureConfig,
-        args.config,
-        kind=args.kind,
-        num_mel_bins=args.num_mel_bins,
-        num_ceps=args.num_ceps,
-        sample_rate=args.sample_rate,
-        dither=args.dither,
-        channel=args.channel,
-        resample=args.resample,
-    )
+    config = config_from_args(FeatureConfig, args, args.config)
     summary = compute_features(
         args.data_dir,
         args.out_dir,
