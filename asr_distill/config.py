@@ -50,9 +50,14 @@ def load_config(cls: type[C], yaml_path: str | Path | None = None, **overrides: 
 
 
 def save_config(config: Any, path: str | Path) -> None:
-    """Write a dataclass config as YAML (atomically)."""
+    """Write a dataclass config, or a mapping of a step's settings (paths as strings), as
+    YAML with sorted keys (atomically)."""
+    if dataclasses.is_dataclass(config):
+        values = dataclasses.asdict(config)
+    else:
+        values = {k: str(v) if isinstance(v, Path) else v for k, v in config.items()}
     with atomic_open(path) as f:
-        yaml.safe_dump(dataclasses.asdict(config), f, sort_keys=True)
+        yaml.safe_dump(values, f, sort_keys=True)
 
 
 _SCALARS = {"int": int, "float": float, "str": str}

@@ -65,7 +65,7 @@ def _curve_summary(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from asr_distill.errors import InputError
-    from asr_distill.nnet.curve import read_train_curve
+    from asr_distill.nnet.curve import best_row, read_train_curve
 
     print(f"{'run':<34} {'dev acc':>8} {'epoch':>6} {'seconds':>8}")
     missing = 0
@@ -79,7 +79,7 @@ def _curve_summary(args: argparse.Namespace) -> int:
             missing += 1
             print(f"{name:<34} {'-':>8} {'-':>6} {'-':>8}  (no train curve)")
             continue
-        pick = rows[-1] if args.last else max(rows, key=lambda r: r["dev_frame_acc"])
+        pick = rows[-1] if args.last else best_row(rows)
         seconds = sum(r["seconds"] for r in rows)
         print(f"{name:<34} {pick['dev_frame_acc']:8.2f} {pick['epoch']:>6} {seconds:8.0f}")
     return 1 if missing else 0

@@ -57,7 +57,6 @@ SKIPPED_FILE = "skipped.txt"
 UNALIGNED_FILE = "unaligned.txt"
 
 _STATS_CHUNK_FRAMES = 1 << 18
-# What kaldi-io raises on unreadable or malformed input.
 
 
 # --------------------------------------------------------------------------- reading
@@ -239,12 +238,12 @@ class FrameStore:
         """
         frames = np.asarray(frames, dtype=np.int64)  # (B,)
         k = splice_offsets(left, right)  # (W,)
-        utt = np.searchsorted(self._offsets, frames, side="right") - 1  # (B,)
-        start = self._offsets[utt]  # (B,)
-        last = self._offsets[utt + 1] - 1  # (B,)
         if device is not None:
             return self._gather_on_device(frames, torch.from_numpy(frames).to(device), left,
                                           right)  # fmt: skip
+        utt = np.searchsorted(self._offsets, frames, side="right") - 1  # (B,)
+        start = self._offsets[utt]  # (B,)
+        last = self._offsets[utt + 1] - 1  # (B,)
         idx = np.clip(frames[:, None] + k[None, :], start[:, None], last[:, None])  # (B, W)
         x = self._feats[idx.reshape(-1)]  # (B*W, D) float16
         width = len(k) * self.dim  # explicit: a rank's slice of a short batch may be empty

@@ -430,7 +430,6 @@ def build_frame_store(
         "skip_bad": skip_bad,
         "keep_unaligned": keep_unaligned,
     }
-    settings = {k: str(v) if isinstance(v, Path) else v for k, v in settings.items()}
     with step_log(out_dir, "make-frame-store.log", force=force, config=settings) as run:
         if not run:  # finished: only if it was built from the same request
             store = FrameStore(out_dir)

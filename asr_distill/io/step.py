@@ -7,31 +7,21 @@ and leave the done marker only when it ends without an error."""
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from asr_distill.config import save_config
 from asr_distill.errors import InputError
-from asr_distill.io.atomic import atomic_open, is_done, mark_done, remove_stale_temps
+from asr_distill.io.atomic import is_done, mark_done, remove_stale_temps
 from asr_distill.logging_setup import file_log
 
 log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.yaml"
 LOG_DIR = "log"
-
-
-def write_config(config: Any, out_dir: str | Path) -> None:
-    """``out_dir/config.yaml``: a dataclass config, or a mapping of a step's settings
-    (YAML, keys sorted, written atomically)."""
-    values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-    with atomic_open(Path(out_dir) / CONFIG_FILE) as f:
-        yaml.safe_dump(values, f, sort_keys=True)
 
 
 @contextlib.contextmanager
@@ -64,7 +54,7 @@ def step_log(
     remove_stale_temps(out_dir)
     with file_log(out_dir / LOG_DIR / log_name):
         if config is not None:
-            write_config(config, out_dir)
+            save_config(config, out_dir / CONFIG_FILE)
         yield True
         mark_done(out_dir, marker)
 

@@ -33,5 +33,10 @@ def best_dev_frame_acc(exp_dir: str | Path) -> tuple[float, int]:
     rows = read_train_curve(exp_dir)
     if not rows:
         raise InputError("no epoch in the train curve", Path(exp_dir) / CURVE_FILE)
-    best = max(rows, key=lambda r: r["dev_frame_acc"])
+    best = best_row(rows)
     return best["dev_frame_acc"], int(best["epoch"])
+
+
+def best_row(rows: list[dict[str, float]]) -> dict[str, float]:
+    """The epoch of a train curve with the best dev frame accuracy (the first of ties)."""
+    return max(rows, key=lambda r: r["dev_frame_acc"])
