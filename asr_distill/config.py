@@ -63,6 +63,32 @@ def save_config(config: Any, path: str | Path) -> None:
 _SCALARS = {"int": int, "float": float, "str": str}
 
 
+def _list_parser(item_type: Any) -> Any:
+    """Parse one argument holding a list, its items separated by commas or spaces
+    (``--speeds 0.9,1.0,1.1``, ``--lmwts "7 9 11"``). One argument, not several: an
+    option taking several would swallow the positional arguments after it."""
+
+    def parse(text: str) -> list:
+        try:
+            return [item_type(x) for x in text.replace(",", " ").split()]
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {item_type.__name__} values separated by commas: {text!r}"
+            ) from None
+
+    return parse
+
+
+def _list_item(kind: str) -> str | None:
+    """The scalar item type of ``list[X]``, ``tuple[X, ...]`` or ``tuple[X, X, ...]``."""
+    for prefix in ("list[", "tuple["):
+        if kind.startswith(prefix) and kind.endswith("]"):
+            items = {x.strip() for x in kind[len(prefix) : -1].split(",")} - {"..."}
+            if len(items) == 1 and (item := items.pop()) in _SCALARS:
+                return item
+    return None
+
+
 def add_config_options(
     parser: argparse.ArgumentParser,
     cls: type,
@@ -70,11 +96,11 @@ def add_config_options(
     choices: dict[str, tuple] | None = None,
     skip: tuple[str, ...] = (),
 ) -> None:
-    """One ``--field-name`` option per scalar or list-of-scalars field of the dataclass
-    ``cls`` (bools as ``--name/--no-name``, lists as ``--name A B ...``), in an argument
-    group described by the class docstring; every option defaults to None, so the YAML
-    file or the dataclass default applies unless it is given. :func:`config_from_args`
-    builds the config back."""
+    """One ``--field-name`` option per scalar, list or tuple field of the dataclass
+    ``cls`` (bools as ``--name/--no-name``, lists as one argument: ``--name A,B`` or
+    ``--name 'A B'``), in an argument group described by the class docstring; every
+    option defaults to None, so the YAML file or the dataclass default applies unless it
+    is given. :func:`config_from_args` builds the config back."""
     doc = " ".join((cls.__doc__ or "").split())
     group = parser.add_argument_group(f"{cls.__name__} options", doc)
     for f in dataclasses.fields(cls):
@@ -82,18 +108,18 @@ def add_config_options(
             continue
         flag = "--" + f.name.replace("_", "-")
         kind = str(f.type).replace(" | None", "")
-        default = f"(default {f.default})"
+        has_factory = f.default_factory is not dataclasses.MISSING
+        shown = str(f.default_factory() if has_factory else f.default)
+        default = f"(default {shown if len(shown) <= 60 else shown[:56] + ' ...'})"
         if kind == "bool":
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
                                help=default)  # fmt: skip
         elif kind in _SCALARS:
             group.add_argument(flag, type=_SCALARS[kind], default=None, help=default,
                                choices=(choices or {}).get(f.name))  # fmt: skip
-        elif kind.startswith("list[") and kind[5:-1] in _SCALARS:
-            factory = f.default_factory if f.default_factory is not dataclasses.MISSING else None
-            shown = f"(default {factory() if factory else f.default})"
-            group.add_argument(flag, type=_SCALARS[kind[5:-1]], nargs="+", default=None,
-                               help=shown, metavar=f.name.upper())  # fmt: skip
+        elif item := _list_item(kind):
+            group.add_argument(flag, type=_list_parser(_SCALARS[item]), default=None,
+                               help=default, metavar="A,B,...")  # fmt: skip
         else:  # a field that silently got no option would be worse
             raise TypeError(f"{cls.__name__}.{f.name}: no CLI option for type {f.type!r}; "
                             "skip it or handle the type")  # fmt: skip
@@ -106,8 +132,12 @@ def config_from_args(cls: type[C], args: argparse.Namespace, yaml_path: str | Pa
     is an :class:`InputError` naming the YAML file."""
     names = {f.name for f in dataclasses.fields(cls)}
     given = {k: v for k, v in vars(args).items() if k in names}
+    for f in dataclasses.fields(cls):  # tuple fields get tuples, as their defaults are
+        if str(f.type).startswith("tuple[") and given.get(f.name) is not None:
+            given[f.name] = tuple(given[f.name])
     try:
-        return load_config(cls, yaml_path, **{**given, **extra})
+        given.update({k: v for k, v in extra.items() if v is not None})
+        return load_config(cls, yaml_path, **given)
     except InputError:
         raise
     except (ValueError, TypeError) as e:

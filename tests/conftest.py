@@ -92,7 +92,7 @@ def lang_test(gmm_system: Path) -> Path:
     data = gmm_system / "data"
     out = data / "lang_test"
     if not (out / "G.fst").is_file():
-        args = ["train-lm", "--order", "2", "--vocab", data / "lang" / "words.txt", "--unk",
+        args = ["train-lm", "--order", "2", "--vocab", data / "lang" / "words.txt", "--unk-symbol",
                 "<UNK>", data / "train", data / "dev", gmm_system / "lm"]  # fmt: skip
         assert main([str(a) for a in args]) == 0
         assert main(["make-g", str(gmm_system / "lm" / "lm.arpa"), str(data / "lang"),

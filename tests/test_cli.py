@@ -3,10 +3,16 @@ step that needs no DNN starts without importing torch."""
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import subprocess
 import sys
 
-from asr_distill.cli import COMMANDS, build_parser
+import pytest
+
+from asr_distill.cli import COMMANDS, build_parser, main
+from asr_distill.config import add_config_options, config_from_args
+from asr_distill.errors import InputError
 
 
 def registered(parser) -> set[str]:
@@ -44,3 +50,49 @@ def test_os_errors_are_one_line_naming_the_file_and_traceback_only_with_verbose(
     assert len(lines) == 1 and str(blocker) in lines[0] and "Traceback" not in out.stderr
     out = subprocess.run([*cmd[:3], "--verbose", *cmd[3:]], capture_output=True, text=True)
     assert out.returncode == 1 and "Traceback" in out.stderr
+
+
+@dataclasses.dataclass
+class _Opts:
+    """Options for the tests below."""
+
+    rate: float = 0.5
+    speeds: list[float] = dataclasses.field(default_factory=lambda: [1.0])
+    span: tuple[int, int] = (1, 2)
+    on: bool = True
+
+    def __post_init__(self) -> None:
+        if self.rate <= 0:
+            raise ValueError(f"rate must be positive, got {self.rate}")
+
+
+def _parse(*argv: str) -> _Opts:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--config", default=None)
+    add_config_options(parser, _Opts)
+    args = parser.parse_args(argv)
+    return config_from_args(_Opts, args, args.config)
+
+
+def test_list_options_take_separate_comma_or_space_separated_values():
+    assert _parse().speeds == [1.0]
+    for argv in (["--speeds", "0.9,1.1"], ["--speeds", "0.9 1.1"], ["--speeds", " 0.9, 1.1"]):
+        assert _parse(*argv).speeds == [0.9, 1.1], argv
+    assert _parse("--span", "3,4").span == (3, 4)  # tuple fields stay tuples
+    assert _parse("--no-on", "--rate", "2").on is False
+
+
+def test_bad_option_values_are_input_errors_naming_the_config(tmp_path):
+    conf = tmp_path / "c.yaml"
+    conf.write_text("rate: 0.1\n")
+    with pytest.raises(InputError, match=r"c\.yaml.*rate must be positive"):
+        _parse("--config", str(conf), "--rate", "-1")
+    with pytest.raises(SystemExit):  # argparse: not a number
+        _parse("--speeds", "0.9,fast")
+
+
+def test_decode_takes_lmwts_or_lmwt_from_not_both(tmp_path):
+    argv = ["decode", "g", "m", "d", str(tmp_path / "dec"), "--lmwts", "7 9"]
+    assert build_parser("decode").parse_args(argv).lmwts == [7.0, 9.0]
+    assert main([*argv, "--lmwt-from", str(tmp_path)]) == 1
+    assert main(["decode", "g", "m", "d", str(tmp_path / "x"), "--lmwts", "0,9"]) == 1

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 import logging
 
-from asr_distill.config import load_config
+from asr_distill.config import add_config_options, config_from_args
 from asr_distill.data.kaldi_dir import command_entries, split_data_dir, validate_data_dir
-from asr_distill.errors import InputError
+from asr_distill.data.perturb import PerturbConfig, combine_data_dirs, perturb_data_dir
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +46,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data_dir")
     p.add_argument("out_dir")
     p.add_argument("--config", help="YAML file of PerturbConfig options")
-    p.add_argument("--speeds", type=_floats, default=None, help="speed factors (0.9,1.0,1.1)")
-    p.add_argument("--pitch-cents", type=_floats, default=None, metavar="LOW,HIGH",
-                   help="uniform pitch shift range in cents (off)")  # fmt: skip
-    p.add_argument("--reverb-probability", type=float, default=None,
-                   help="share of recordings with sox reverb (0)")  # fmt: skip
-    p.add_argument("--snr-db", type=_floats, default=None, metavar="LOW,HIGH",
-                   help="SNR range of added coloured noise (off)")  # fmt: skip
-    p.add_argument("--seed", type=int, default=None, help="(0)")
     p.add_argument("--nj", type=int, default=1, help="parallel renderers (1)")
     p.add_argument("--force", action="store_true", help="redo a finished output")
+    add_config_options(p, PerturbConfig)
     p.set_defaults(func=_perturb)
 
     p = sub.add_parser(
@@ -74,33 +67,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_combine)
 
 
-def _floats(text: str) -> list[float]:
-    try:
-        return [float(x) for x in text.split(",") if x.strip()]
-    except ValueError:
-        msg = f"expected numbers separated by commas: {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-
-
 def _perturb(args: argparse.Namespace) -> int:
-    from asr_distill.data.perturb import PerturbConfig, perturb_data_dir
-
-    try:
-        config = load_config(
-            PerturbConfig, args.config, speeds=args.speeds, pitch_cents=args.pitch_cents,
-            reverb_probability=args.reverb_probability, snr_db=args.snr_db, seed=args.seed,
-        )  # fmt: skip
-    except ValueError as e:
-        if isinstance(e, InputError):
-            raise
-        raise InputError(f"bad option: {e}", args.config) from None
+    config = config_from_args(PerturbConfig, args, args.config)
     perturb_data_dir(args.data_dir, args.out_dir, config, nj=args.nj, force=args.force)
     return 0
 
 
 def _combine(args: argparse.Namespace) -> int:
-    from asr_distill.data.perturb import combine_data_dirs
-
     combine_data_dirs(args.out_dir, args.src_dirs, disjoint_from=args.disjoint_from)
     return 0
 

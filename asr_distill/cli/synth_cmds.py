@@ -6,7 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from asr_distill.config import load_config
+from asr_distill.config import add_config_options, config_from_args
 from asr_distill.data.synth import SPLITS, SynthConfig, SynthError, make_synth_corpus
 
 log = logging.getLogger(__name__)
@@ -33,34 +33,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         ),
     )
     p.add_argument("--out", required=True, type=Path, help="corpus directory to write")
-    p.add_argument("--hours", type=float, default=None, help="total hours of audio (default 1)")
-    p.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     p.add_argument("--nj", type=int, default=1, help="parallel worker processes (default 1)")
-    p.add_argument(
-        "--lm-max-sentences", type=int, default=None,
-        help="keep at most this many sentences in lm_text.txt (default: all)",
-    )  # fmt: skip
-    p.add_argument(
-        "--transfer-hours", type=float, default=None,
-        help="hours of extra audio of the training voices in transfer/, sentences of no "
-        "other split: an unlabelled transfer set for distillation (default 0: none)",
-    )  # fmt: skip
-    p.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help="YAML file overriding SynthConfig defaults (voices per split, perturbation "
-        "ranges, ...); --hours/--seed override it",
-    )
+    p.add_argument("--config", type=Path, default=None,
+                   help="YAML file of SynthConfig options (overridden by the options)")  # fmt: skip
     p.add_argument("--force", action="store_true", help="remake a finished or different corpus")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_options(p, SynthConfig)
     p.set_defaults(func=_make)
 
 
 def _make(args: argparse.Namespace) -> int:
-    config = load_config(SynthConfig, args.config, hours=args.hours, seed=args.seed,
-                         lm_max_sentences=args.lm_max_sentences,
-                         transfer_hours=args.transfer_hours)  # fmt: skip
+    config = config_from_args(SynthConfig, args, args.config)
     try:
         summary = make_synth_corpus(
             args.out, config, nj=args.nj, force=args.force, progress=not args.no_progress

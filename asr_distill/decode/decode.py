@@ -12,7 +12,6 @@ A decode dir holds ``hyp.<LMWT>.txt`` (Kaldi ``text`` format) for each LM weight
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import logging
 import multiprocessing
@@ -24,6 +23,7 @@ import kaldi_hmm_gmm as khg
 import numpy as np
 import torch
 
+from asr_distill.decode.config import DecodeConfig
 from asr_distill.decode.score import hyp_file
 from asr_distill.errors import InputError
 from asr_distill.hmm.model import GmmHmm
@@ -34,21 +34,6 @@ from asr_distill.lang.validate import read_fst
 log = logging.getLogger(__name__)
 
 FRAME_SHIFT_S = 0.01
-
-
-@dataclasses.dataclass
-class DecodeConfig:
-    """Decoder options (Kaldi's decode.sh defaults): beam [13], lattice_beam [8],
-    max_active [7000], min_active [200]; lmwts: LM weights to decode at, each with
-    acoustic scale 1/LMWT [7, 9, 11, 13, 15, 17]; allow_partial: output the best
-    partial path when no final state is reached [True]."""
-
-    beam: float = 13.0
-    lattice_beam: float = 8.0
-    max_active: int = 7000
-    min_active: int = 200
-    lmwts: list[float] = dataclasses.field(default_factory=lambda: [7, 9, 11, 13, 15, 17])
-    allow_partial: bool = True
 
 
 def read_symbols(path: str | Path) -> dict[int, str]:

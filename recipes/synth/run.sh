@@ -73,7 +73,7 @@ fi
 
 if run_stage 4; then
   log "Stage 4: ${lm_order}-gram LM (perplexity and OOV rate on dev) and G.fst"
-  asr-distill train-lm --order "$lm_order" --vocab "$data/lang/words.txt" --unk "<UNK>" \
+  asr-distill train-lm --order "$lm_order" --vocab "$data/lang/words.txt" --unk-symbol "<UNK>" \
     --dev-text "$data/dev" "$corpus/lm_text.txt" "$data/train" "$work_dir/lm"
   asr-distill make-g "$work_dir/lm/lm.arpa" "$data/lang" "$data/lang_test"
 fi

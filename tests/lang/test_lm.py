@@ -419,7 +419,7 @@ def test_cli_train_lm_and_perplexity(tmp_path, capsys):
     train = write_lines(tmp_path / "train.txt", toy_corpus(200))
     dev = write_lines(tmp_path / "dev.txt", toy_corpus(20, seed=3))
     out = tmp_path / "lm"
-    argv = ["train-lm", str(train), str(out), "--order", "2", "--prune", "0", "1"]
+    argv = ["train-lm", str(train), str(out), "--order", "2", "--prune", "0,1"]
     assert main([*argv, "--dev-text", str(dev)]) == 0
     for name in ("lm.arpa", "config.yaml", "log/train-lm.log", "perplexity.txt", ".done"):
         assert (out / name).is_file(), name

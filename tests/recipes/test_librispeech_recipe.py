@@ -43,7 +43,7 @@ def test_librispeech_recipe_post_download_stages(tmp_path):
                if not ln.startswith("<UNK>")]  # fmt: skip
     (lm_dir / "librispeech-lexicon.txt").write_text("\n".join(lexicon) + "\n")
     lexicon_file = lm_dir / "librispeech-lexicon.txt"
-    sh("asr-distill", "train-lm", "--order", "2", "--unk", "<UNK>", "--vocab", lexicon_file,
+    sh("asr-distill", "train-lm", "--order", "2", "--unk-symbol", "<UNK>", "--vocab", lexicon_file,
        corpus / "lm_text.txt", tmp_path / "lm_train")  # fmt: skip
     with gzip.open(lm_dir / "lm.arpa.gz", "wb") as f:
         f.write((tmp_path / "lm_train" / "lm.arpa").read_bytes())

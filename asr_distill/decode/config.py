@@ -1,0 +1,33 @@
+"""The decoder's options, in a module of their own so that the CLI can build its
+options without importing the decoder (torch, kaldi-hmm-gmm)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from asr_distill.errors import InputError
+
+
+@dataclasses.dataclass
+class DecodeConfig:
+    """Decoder options (Kaldi's decode.sh defaults): beam [13], lattice_beam [8],
+    max_active [7000], min_active [200]; lmwts: LM weights to decode at, each with
+    acoustic scale 1/LMWT [7, 9, 11, 13, 15, 17]; allow_partial: output the best
+    partial path when no final state is reached [True]."""
+
+    beam: float = 13.0
+    lattice_beam: float = 8.0
+    max_active: int = 7000
+    min_active: int = 200
+    lmwts: list[float] = dataclasses.field(default_factory=lambda: [7, 9, 11, 13, 15, 17])
+    allow_partial: bool = True
+
+    def __post_init__(self) -> None:
+        self.lmwts = [float(w) for w in self.lmwts]
+        if not self.lmwts or min(self.lmwts) <= 0:
+            raise InputError(f"LM weights must be positive, got {self.lmwts}")
+        if self.beam <= 0 or self.lattice_beam <= 0:
+            raise InputError(f"beams must be positive, got {self.beam}, {self.lattice_beam}")
+        if not 0 < self.min_active <= self.max_active:
+            raise InputError(f"need 0 < min_active <= max_active, got {self.min_active}, "
+                             f"{self.max_active}")  # fmt: skip
