@@ -29,7 +29,7 @@ COMMANDS = {
     "make-frame-store": "framestore_cmds",
     "mkgraph": "graph_cmds",
     "train-mono": "hmm_cmds", "align": "hmm_cmds", "build-tree": "hmm_cmds",
-    "train-tri": "hmm_cmds",
+    "train-tri": "hmm_cmds", "train-lda-mllt": "hmm_cmds", "train-sat": "hmm_cmds",
     "prepare-dict": "lang_cmds", "prepare-lang": "lang_cmds", "validate-lang": "lang_cmds",
     "make-g": "lang_cmds",
     "prepare-librispeech": "librispeech_cmds", "download-librispeech-lm": "librispeech_cmds",

@@ -1,4 +1,5 @@
-"""GMM-HMM subcommands: train-mono, align, build-tree, train-tri."""
+"""GMM-HMM subcommands: train-mono, align, build-tree, train-tri, train-lda-mllt,
+train-sat."""
 
 from __future__ import annotations
 
@@ -7,8 +8,16 @@ import dataclasses
 
 from asr_distill.config import add_config_options, config_from_args
 from asr_distill.hmm.align import AlignOptions
+from asr_distill.hmm.sat import SatConfig, train_sat
 from asr_distill.hmm.train import MonoConfig, align_data_dir, train_mono
-from asr_distill.hmm.triphone import TreeConfig, TriConfig, build_tree_dir, train_tri
+from asr_distill.hmm.triphone import (
+    LdaMlltConfig,
+    TreeConfig,
+    TriConfig,
+    build_tree_dir,
+    train_lda_mllt,
+    train_tri,
+)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -86,6 +95,48 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_config_options(p, TreeConfig)
     p.set_defaults(func=_train_tri)
 
+    p = sub.add_parser(
+        "train-lda-mllt",
+        help="triphone GMM-HMM on LDA+MLLT features (Kaldi's train_lda_mllt.sh)",
+        description="Splice +-3 frames of DATA's CMVN'd MFCC, estimate LDA to --dim "
+        "dimensions from ALI_DIR's pdf alignments (silence left out), build a tree on "
+        "those features and train triphones as train-tri, re-estimating MLLT on "
+        "--mllt-iters. EXP_DIR also gets final.mat (Kaldi's matrix: MLLT times LDA) and "
+        "splice_opts; align and decode with EXP_DIR use those features.",
+        epilog="example: asr-distill train-lda-mllt data/train_mfcc data/lang exp/tri1_ali "
+        "exp/tri2b --num-leaves 2500 --tot-gauss 15000",
+    )
+    p.add_argument("data")
+    p.add_argument("lang")
+    p.add_argument("ali_dir")
+    p.add_argument("exp_dir")
+    _add_common(p)
+    add_config_options(p, LdaMlltConfig, skip=("tree",))
+    add_config_options(p, TreeConfig)
+    p.set_defaults(func=_train_lda_mllt)
+
+    p = sub.add_parser(
+        "train-sat",
+        help="speaker-adaptive training with fMLLR (Kaldi's train_sat.sh)",
+        description="On ALI_DIR's features (LDA+MLLT from its final.mat, or deltas): "
+        "fMLLR per speaker of DATA (ALI_DIR's trans.ark if it has one, else estimated "
+        "with its model), a tree on the adapted features, triphone EM with the "
+        "transforms re-estimated on --fmllr-iters, then the speaker-independent "
+        "alignment model. EXP_DIR gets final.mat, alimdl/ and trans.ark (Kaldi's "
+        "archive of [A b] per speaker); align and decode with EXP_DIR run two passes "
+        "(align_fmllr.sh, decode_fmllr.sh).",
+        epilog="example: asr-distill train-sat data/train_mfcc data/lang exp/tri2b_ali "
+        "exp/tri3b --num-leaves 2500 --tot-gauss 15000",
+    )
+    p.add_argument("data")
+    p.add_argument("lang")
+    p.add_argument("ali_dir")
+    p.add_argument("exp_dir")
+    _add_common(p)
+    add_config_options(p, SatConfig, skip=("tree",))
+    add_config_options(p, TreeConfig)
+    p.set_defaults(func=_train_sat)
+
 
 def _build_tree(args: argparse.Namespace) -> int:
     config = config_from_args(TreeConfig, args, args.config)
@@ -93,12 +144,30 @@ def _build_tree(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train_tri(args: argparse.Namespace) -> int:
-    config = config_from_args(TriConfig, args, args.config)
+def _tri_config(cls: type, args: argparse.Namespace) -> TriConfig:
+    """A triphone config from the YAML file and options, the tree's options included."""
+    config = config_from_args(cls, args, args.config)
     tree_fields = [f.name for f in dataclasses.fields(TreeConfig)]
     given = {k: getattr(args, k) for k in tree_fields if getattr(args, k) is not None}
     config.tree = dataclasses.replace(config.tree, **given)
+    return config
+
+
+def _train_tri(args: argparse.Namespace) -> int:
+    config = _tri_config(TriConfig, args)
     train_tri(args.data, args.lang, args.ali_dir, args.exp_dir, config, force=args.force)
+    return 0
+
+
+def _train_lda_mllt(args: argparse.Namespace) -> int:
+    config = _tri_config(LdaMlltConfig, args)
+    train_lda_mllt(args.data, args.lang, args.ali_dir, args.exp_dir, config, force=args.force)
+    return 0
+
+
+def _train_sat(args: argparse.Namespace) -> int:
+    config = _tri_config(SatConfig, args)
+    train_sat(args.data, args.lang, args.ali_dir, args.exp_dir, config, force=args.force)
     return 0
 
 

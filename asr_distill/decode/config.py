@@ -13,7 +13,10 @@ class DecodeConfig:
     """Decoder options (Kaldi's decode.sh defaults): beam [13], lattice_beam [8],
     max_active [7000], min_active [200]; lmwts: LM weights to decode at, each with
     acoustic scale 1/LMWT [7, 9, 11, 13, 15, 17]; allow_partial: output the best
-    partial path when no final state is reached [True]."""
+    partial path when no final state is reached [True]. With a SAT model (Kaldi's
+    decode_fmllr.sh): first_pass_lmwt: LM weight of the speaker-independent first pass
+    whose best paths give the fMLLR statistics [12, Kaldi's acwt 0.0833];
+    fmllr_silence_weight: weight of their silence frames [0.01]."""
 
     beam: float = 13.0
     lattice_beam: float = 8.0
@@ -21,6 +24,8 @@ class DecodeConfig:
     min_active: int = 200
     lmwts: list[float] = dataclasses.field(default_factory=lambda: [7, 9, 11, 13, 15, 17])
     allow_partial: bool = True
+    first_pass_lmwt: float = 12.0
+    fmllr_silence_weight: float = 0.01
 
     def __post_init__(self) -> None:
         self.lmwts = [float(w) for w in self.lmwts]

@@ -12,6 +12,7 @@ A decode dir holds ``hyp.<LMWT>.txt`` (Kaldi ``text`` format) for each LM weight
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import multiprocessing
@@ -26,6 +27,7 @@ import torch
 from asr_distill.decode.config import DecodeConfig
 from asr_distill.decode.score import hyp_file
 from asr_distill.errors import InputError
+from asr_distill.hmm import sat
 from asr_distill.hmm.model import GmmHmm
 from asr_distill.io import atomic_open
 from asr_distill.io.step import step_log
@@ -59,8 +61,11 @@ def pdf_loglikes_to_tid_columns(model: GmmHmm, pdf_loglikes: np.ndarray) -> np.n
 _STATE: dict = {}
 
 
-def _decode_chunk(utts: Sequence[str]) -> list[tuple[str, float, list[int] | None, int]]:
-    """(utt, lmwt, word ids or None, frames) for each utterance and LM weight."""
+def _decode_chunk(
+    utts: Sequence[str],
+) -> list[tuple[str, float, list[int] | None, int, np.ndarray | None]]:
+    """(utt, lmwt, word ids or None, frames, the best path's transition-ids or None) for
+    each utterance and LM weight."""
     torch.set_num_threads(1)
     st = _STATE
     cfg: DecodeConfig = st["config"]
@@ -85,11 +90,12 @@ def _decode_chunk(utts: Sequence[str]) -> list[tuple[str, float, list[int] | Non
                 )
             else:
                 decodable = khg.DecodableCtc(pdf_loglikes_to_tid_columns(model, source * scale))
-            ok, _, words, _ = khg.decode_utterance_lattice_faster(
+            ok, tids, words, _ = khg.decode_utterance_lattice_faster(
                 decoder=decoder, decodable=decodable, trans_model=model.trans_model, utt=utt,
                 allow_partial=cfg.allow_partial,
             )  # fmt: skip
-            out.append((utt, lmwt, list(words) if ok else None, len(source)))
+            ali = np.asarray(tids, np.int32) if ok and st["alignments"] else None
+            out.append((utt, lmwt, list(words) if ok else None, len(source), ali))
     return out
 
 
@@ -102,16 +108,22 @@ def decode(
     *,
     kind: str = "gmm",
     nj: int = 1,
+    alignments: dict[str, np.ndarray] | None = None,
 ) -> dict[float, dict[str, list[str] | None]]:
     """Decode ``utts``: ``source(utt)`` gives GMM features (``kind='gmm'``) or
     (T, num_pdfs) log-likelihoods (``kind='loglikes'``). Returns, per LM weight,
-    utt -> words (None where decoding failed)."""
+    utt -> words (None where decoding failed). With one LM weight, ``alignments`` (a
+    dict) receives each decoded utterance's best-path transition-ids (a first pass
+    for fMLLR)."""
     graph_dir = Path(graph_dir)
     graph = graph_dir / "HCLG.fst"
     if not graph.is_file():
         raise InputError("missing HCLG.fst: run mkgraph first", graph_dir)
     words = read_symbols(graph_dir / "words.txt")
-    _STATE.update(config=config, model=model, graph=graph, source=source, kind=kind)
+    if alignments is not None and len(config.lmwts) != 1:
+        raise ValueError("alignments come from a decode at one LM weight")
+    _STATE.update(config=config, model=model, graph=graph, source=source, kind=kind,
+                  alignments=alignments is not None)  # fmt: skip
     try:
         if nj <= 1 or len(utts) < 2 * nj:
             results = _decode_chunk(list(utts))
@@ -123,8 +135,10 @@ def decode(
     finally:
         _STATE.clear()
     out: dict[float, dict[str, list[str] | None]] = {w: {} for w in config.lmwts}
-    for utt, lmwt, ids, _ in results:
+    for utt, lmwt, ids, _, ali in results:
         out[lmwt][utt] = None if ids is None else [words.get(i, f"<{i}>") for i in ids]
+        if alignments is not None and ali is not None:
+            alignments[utt] = ali
     return out
 
 
@@ -138,8 +152,8 @@ def decode_data_dir(
     nj: int = 1,
     force: bool = False,
 ) -> dict | None:
-    """The ``decode`` step with a GMM-HMM: decode ``data_dir`` (MFCC + CMVN, deltas
-    added) with ``graph_dir/HCLG.fst`` into ``decode_dir``."""
+    """The ``decode`` step with a GMM-HMM: decode ``data_dir`` (MFCC + CMVN, then deltas
+    or the model's LDA+MLLT transform) with ``graph_dir/HCLG.fst`` into ``decode_dir``."""
     from asr_distill.hmm.feats import load_gmm_features
 
     config = config or DecodeConfig()
@@ -148,11 +162,35 @@ def decode_data_dir(
         if not run:
             return None
         model = GmmHmm.load(model_dir)
-        feats = load_gmm_features(data_dir)
+        feats = load_gmm_features(data_dir, transform=model.transform)
         utts = sorted(feats)
         start = time.perf_counter()
+        if sat.is_sat(model_dir):  # Kaldi's decode_fmllr.sh
+            feats = _fmllr_first_pass(graph_dir, model_dir, model, feats, data_dir, config, nj)
         hyps = decode(graph_dir, model, utts, feats.__getitem__, config, kind="gmm", nj=nj)
         return write_decode_dir(decode_dir, hyps, feats, time.perf_counter() - start, nj)
+
+
+def _fmllr_first_pass(
+    graph_dir: str | Path, model_dir: str | Path, model: GmmHmm,
+    feats: dict[str, np.ndarray], data_dir: str | Path, config: DecodeConfig, nj: int,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Decode with the SAT model's speaker-independent alignment model at
+    ``first_pass_lmwt``, estimate each speaker's fMLLR with the SAT model from the best
+    paths (silence weighted ``fmllr_silence_weight``) and return the adapted features."""
+    alimdl = GmmHmm.load(Path(model_dir) / sat.ALI_MODEL_DIR)
+    first = dataclasses.replace(config, lmwts=[config.first_pass_lmwt])
+    alignments: dict[str, np.ndarray] = {}
+    decode(graph_dir, alimdl, sorted(feats), feats.__getitem__, first, nj=nj,
+           alignments=alignments)  # fmt: skip
+    csl = Path(graph_dir) / "phones" / "silence.csl"
+    silence = {int(p) for p in csl.read_text().strip().split(":")} if csl.is_file() else set()
+    utt2spk = sat.read_utt2spk(data_dir)
+    transforms = sat.estimate_speaker_fmllr(model, alignments, feats, utt2spk, silence,
+                                            config.fmllr_silence_weight)  # fmt: skip
+    log.info("first pass: %d of %d utterances decoded; fMLLR for %d speakers",
+             len(alignments), len(feats), len(transforms))  # fmt: skip
+    return sat.adapt(feats, transforms, utt2spk)
 
 
 def write_decode_dir(

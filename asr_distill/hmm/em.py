@@ -57,11 +57,16 @@ class Stats:
 
 
 def accumulate(
-    model: GmmHmm, alignments: Mapping[str, np.ndarray], feats: Mapping[str, np.ndarray]
+    model: GmmHmm,
+    alignments: Mapping[str, np.ndarray],
+    feats: Mapping[str, np.ndarray],
+    stats_feats: Mapping[str, np.ndarray] | None = None,
 ) -> Stats:
     """gmm-acc-stats-ali: per frame, the aligned pdf's GMM gets the frame weighted by
     its Gaussian posteriors; transition-ids are counted. Utterances without features
-    are skipped (the caller lists them)."""
+    are skipped (the caller lists them). With ``stats_feats`` (Kaldi's
+    gmm-acc-stats-twofeats), the posteriors come from ``feats`` and the statistics
+    from ``stats_feats`` (a SAT model's speaker-independent alignment model)."""
     acc = khg.AccumAmDiagGmm()
     acc.init(model=model.am, flags=int(khg.GmmUpdateFlags.kGmmAll))
     pdf_of = np.asarray(model.trans_model.id2pdf_id, np.int64)  # (num_tids + 1,)
@@ -76,6 +81,11 @@ def accumulate(
         if len(x) != len(tids):
             raise ValueError(f"{utt}: {len(tids)} aligned frames but {len(x)} feature frames")
         trans += np.bincount(tids, minlength=len(trans))
+        if stats_feats is not None:
+            for frame, frame2, pdf in zip(x, stats_feats[utt], pdf_of[tids].tolist(), strict=True):
+                tot_like += acc.accumulate_for_gmm_two_feats(am, frame, frame2, pdf, 1.0)
+            frames += len(tids)
+            continue
         for frame, pdf in zip(x, pdf_of[tids].tolist(), strict=True):
             tot_like += add(am, frame, pdf, 1.0)
         frames += len(tids)

@@ -1,5 +1,9 @@
-"""GMM features: MFCC with per-speaker CMVN and deltas, as Kaldi's
-``apply-cmvn --utt2spk=... scp:cmvn.scp scp:feats.scp ark:- | add-deltas``."""
+"""GMM features: MFCC with per-speaker CMVN, then deltas, as Kaldi's ``apply-cmvn
+--utt2spk=... scp:cmvn.scp scp:feats.scp ark:- | add-deltas``, or spliced frames times
+a matrix (LDA+MLLT), as ``... | splice-feats | transform-feats final.mat``.
+
+A model dir with a ``final.mat`` (Kaldi's binary matrix) and ``splice_opts`` uses the
+second; without them, the first (see :class:`FeatureTransform`)."""
 
 from __future__ import annotations
 
@@ -13,6 +17,7 @@ import torchaudio
 from asr_distill.data.kaldi_dir import read_table
 from asr_distill.errors import InputError
 from asr_distill.features.compute import apply_cmvn
+from asr_distill.hmm.transforms import FeatureTransform
 from asr_distill.io.kaldi_ark import read_mat, read_mat_scp
 
 log = logging.getLogger(__name__)
@@ -33,9 +38,14 @@ def add_deltas(feats: np.ndarray, order: int = 2, window: int = 2) -> np.ndarray
 
 
 def load_gmm_features(
-    data_dir: str | Path, *, deltas: bool = True, norm_vars: bool = False
+    data_dir: str | Path,
+    *,
+    deltas: bool = True,
+    norm_vars: bool = False,
+    transform: FeatureTransform | None = None,
 ) -> dict[str, np.ndarray]:
-    """utt -> (T, 39) float32 features of a data dir made by ``compute-feats --kind mfcc``.
+    """utt -> (T, D) float32 features of a data dir made by ``compute-feats --kind mfcc``:
+    with deltas (D = 39), or through ``transform`` (spliced, times its matrix).
 
     CMVN uses ``cmvn.scp`` per speaker (``utt2spk``) when present. Raises
     :class:`InputError` naming the file for missing or unreadable features.
@@ -60,7 +70,10 @@ def load_gmm_features(
                 if spk not in cmvn_stats:
                     raise InputError(f"no CMVN stats for speaker {spk!r} of {utt}", scp)
                 mat = apply_cmvn(mat, cmvn_stats[spk], norm_vars=norm_vars)
-            out[utt] = add_deltas(mat) if deltas else np.ascontiguousarray(mat, np.float32)
+            if transform is not None:
+                out[utt] = transform.apply(mat)
+            else:
+                out[utt] = add_deltas(mat) if deltas else np.ascontiguousarray(mat, np.float32)
     except (OSError, ValueError, EOFError) as e:
         if isinstance(e, InputError):
             raise

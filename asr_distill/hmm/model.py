@@ -9,6 +9,8 @@ On disk (a model dir such as ``exp/mono`` or ``exp/tri1``), nothing is pickled:
 - ``final.gmm.safetensors``  transition log-probabilities and, per pdf, the GMM's
   weights, inverse variances and means times inverse variances (Kaldi's natural
   parameters), with the per-pdf Gaussian offsets
+- ``final.mat``, ``splice_opts``  only for LDA+MLLT features: the feature transform, in
+  Kaldi's formats (see :class:`asr_distill.hmm.feats.FeatureTransform`)
 
 Loading rebuilds the TransitionModel from (tree, topo) and restores its
 log-probabilities, then rebuilds each DiagGmm from its arrays.
@@ -26,6 +28,7 @@ import numpy as np
 from safetensors.numpy import load_file, save_file
 
 from asr_distill.errors import InputError
+from asr_distill.hmm.transforms import MATRIX_FILE, FeatureTransform
 from asr_distill.io import atomic_open, atomic_path
 
 TREE_FILE = "tree"
@@ -67,6 +70,7 @@ class GmmHmm:
     topo_text: str
     trans_model: khg.TransitionModel
     am: khg.AmDiagGmm
+    transform: FeatureTransform | None = None  # None: MFCC + deltas
 
     @property
     def num_pdfs(self) -> int:
@@ -89,7 +93,17 @@ class GmmHmm:
         am.copy_from_am_diag_gmm(self.am)
         tm = khg.TransitionModel.__new__(khg.TransitionModel)
         tm.__setstate__(self.trans_model.__getstate__())
-        return GmmHmm(self.ctx_dep, self.topo_text, tm, am)
+        transform = dataclasses.replace(self.transform) if self.transform else None
+        return GmmHmm(self.ctx_dep, self.topo_text, tm, am, transform)
+
+    def transform_means(self, A: np.ndarray) -> None:
+        """Kaldi's gmm-transform-means: every Gaussian mean mu becomes A mu (variances
+        kept), for features that are now A x."""
+        A32 = np.asarray(A, np.float32)
+        for p in range(self.am.num_pdfs):
+            gmm = self.am.get_pdf(p)
+            gmm.set_means(np.ascontiguousarray(np.asarray(gmm.means, np.float32) @ A32.T))
+            gmm.compute_gconsts()
 
     def save(self, model_dir: str | Path) -> None:
         """Write ``tree``, ``topo`` and ``final.gmm.safetensors`` atomically."""
@@ -113,6 +127,10 @@ class GmmHmm:
         arrays["means_invvars"] = np.concatenate(means_invvars)  # (G, D)
         with atomic_path(model_dir / GMM_FILE) as tmp:
             save_file(arrays, str(tmp))
+        if self.transform is not None:
+            self.transform.save(model_dir)
+        else:  # a dir reused for another model must not keep a stale transform
+            (model_dir / MATRIX_FILE).unlink(missing_ok=True)
 
     @classmethod
     def load(cls, model_dir: str | Path) -> GmmHmm:
@@ -150,7 +168,11 @@ class GmmHmm:
             raise InputError(
                 f"{am.num_pdfs} GMMs but the tree has {tm.num_pdfs} pdfs", model_dir / GMM_FILE
             )
-        return cls(ctx, topo_text, tm, am)
+        transform = FeatureTransform.load(model_dir)
+        if transform is not None and transform.matrix.shape[0] != am.dim:
+            raise InputError(f"{transform.matrix.shape[0]}-dim transform for {am.dim}-dim "
+                             "GMMs", model_dir / MATRIX_FILE)  # fmt: skip
+        return cls(ctx, topo_text, tm, am, transform)
 
 
 def make_diag_gmm(weights: np.ndarray, inv_vars: np.ndarray, means: np.ndarray) -> khg.DiagGmm:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +26,7 @@ from asr_distill.hmm.em import (
 )
 from asr_distill.hmm.feats import global_stats, load_gmm_features
 from asr_distill.hmm.model import GmmHmm, init_mono
+from asr_distill.hmm.transforms import FeatureTransform
 from asr_distill.io import atomic_open
 from asr_distill.io.step import step_log
 from asr_distill.lang.validate import LangDir, validate_lang
@@ -79,13 +80,20 @@ class TrainingData:
         return [self.lang.phones[p] for p in self.lang.silence]
 
 
-def load_training_data(data_dir: str | Path, lang_dir: str | Path) -> TrainingData:
-    """Features (MFCC + CMVN + deltas) and word ids of a data dir; the checked lang dir.
-    Utterances with features but no transcript (or the reverse) are an error naming
-    the data dir's file."""
+def load_training_data(
+    data_dir: str | Path,
+    lang_dir: str | Path,
+    *,
+    transform: FeatureTransform | None = None,
+    deltas: bool = True,
+) -> TrainingData:
+    """Features (MFCC + CMVN, then deltas or ``transform``; neither with
+    ``deltas=False``) and word ids of a data dir; the checked lang dir. Utterances with
+    features but no transcript (or the reverse) are an error naming the data dir's
+    file."""
     data_dir = Path(data_dir)
     lang = validate_lang(lang_dir)
-    feats = load_gmm_features(data_dir)
+    feats = load_gmm_features(data_dir, transform=transform, deltas=deltas)
     text = read_text(data_dir)
     missing = sorted(set(text) - set(feats))
     if missing:
@@ -128,10 +136,13 @@ def run_em(
     nj: int = 1,
     out_dir: Path,
     curve: list[tuple],
+    before_accumulate: Callable[[int, dict[str, np.ndarray]], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Iterations 1 .. num_iters-1 of Kaldi's GMM training loop: realign on
-    ``realign_iters``, accumulate, estimate, mix up towards ``tot_gauss`` (by equal
-    increments until ``max_iter_inc``). Returns the last alignments."""
+    ``realign_iters``, call ``before_accumulate(iteration, alignments)`` (which may
+    change the model and ``data.feats``, as an MLLT update does), accumulate,
+    estimate, mix up towards ``tot_gauss`` (by equal increments until
+    ``max_iter_inc``). Returns the last alignments."""
     inc = max((tot_gauss - num_gauss) // max(max_iter_inc, 1), 0)
     failed: dict[str, str] = {}
     for it in range(1, num_iters):
@@ -141,6 +152,8 @@ def run_em(
                 opts.beam = first_beam
             result = _align_training_data(model, data, opts, nj)
             alignments, failed = result.alignments, result.failed
+        if before_accumulate is not None:
+            before_accumulate(it, alignments)
         stats = accumulate(model, alignments, data.feats)
         estimate(model, stats, estimate_opts, mixup=num_gauss, iteration=it)
         log.info(
@@ -264,9 +277,11 @@ def align_data_dir(
     nj: int = 1,
     force: bool = False,
 ) -> dict | None:
-    """Kaldi's steps/align_si.sh: align a data dir with a model dir's GMM-HMM into an
+    """Kaldi's steps/align_si.sh (steps/align_fmllr.sh for a SAT model dir, see
+    :mod:`asr_distill.hmm.sat`): align a data dir with a model dir's GMM-HMM into an
     alignment dir (see :mod:`asr_distill.hmm.align`). Failed utterances are listed in
     ``failed.txt`` and counted in the log. Returns a summary, or None if already done."""
+    from asr_distill.hmm import sat
     from asr_distill.hmm.align import write_alignment_dir
 
     opts = opts or AlignOptions()
@@ -275,10 +290,17 @@ def align_data_dir(
         if not run:
             return None
         model = GmmHmm.load(model_dir)
-        data = load_training_data(data_dir, lang_dir)
-        result = _align_training_data(model, data, opts, nj)
+        data = load_training_data(data_dir, lang_dir, transform=model.transform)
+        if sat.is_sat(model_dir):  # two passes with fMLLR, as Kaldi's align_fmllr.sh
+            result, transforms = sat.align_fmllr(model_dir, data, opts, nj,
+                                                 sat.read_utt2spk(data_dir))  # fmt: skip
+        else:
+            result = _align_training_data(model, data, opts, nj)
         phone_names = {i: p for p, i in data.lang.phones.items()}
         write_alignment_dir(ali_dir, model, result, phone_names)
+        if sat.is_sat(model_dir):  # the next step (train-sat, a SAT decode) needs both
+            sat.write_transforms(ali_dir / sat.TRANS_FILE, transforms)
+            GmmHmm.load(Path(model_dir) / sat.ALI_MODEL_DIR).save(ali_dir / sat.ALI_MODEL_DIR)
         num = len(data.word_ids)
         acoustic, frames = acoustic_log_likelihood(model, result.alignments, data.feats)
         summary = {

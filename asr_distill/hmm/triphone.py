@@ -1,7 +1,8 @@
 """Triphone GMM-HMM training (Kaldi's steps/train_deltas.sh): tree stats from the
 previous model's alignments, our phonetic decision tree, one Gaussian per leaf from
 the tree stats (gmm-init-model), alignments converted through the new tree
-(convert-ali), then EM with realignment and mixing up.
+(convert-ali), then EM with realignment and mixing up. ``train-lda-mllt`` does the
+same on LDA+MLLT features (steps/train_lda_mllt.sh).
 
 ``build-tree`` writes a tree dir: ``tree`` (Kaldi binary ContextDependency),
 ``tree.txt`` (readable dump), ``tree_stats.npz``, ``questions.txt``; ``train-tri``
@@ -25,6 +26,15 @@ from asr_distill.hmm.em import EstimateOptions, accumulate, estimate
 from asr_distill.hmm.model import GmmHmm, make_diag_gmm, read_topo_text
 from asr_distill.hmm.questions import make_questions, read_questions, read_roots
 from asr_distill.hmm.train import TrainingData, _write_curve, load_training_data, run_em
+from asr_distill.hmm.transforms import (
+    FeatureTransform,
+    LdaStats,
+    MlltStats,
+    accumulate_mllt,
+    estimate_lda,
+    estimate_mllt,
+    splice,
+)
 from asr_distill.hmm.tree import build_tree, leaf_stats
 from asr_distill.hmm.tree_stats import TreeStats, accumulate_tree_stats
 from asr_distill.io import atomic_open
@@ -247,4 +257,129 @@ def train_tri(
         model.save(out_dir)
         log.info("train-tri: %d pdfs, %d Gaussians -> %s", model.num_pdfs, model.num_gauss,
                  out_dir)  # fmt: skip
+        return model
+
+
+@dataclasses.dataclass
+class LdaMlltConfig(TriConfig):
+    """LDA+MLLT triphone training (Kaldi's steps/train_lda_mllt.sh): the triphone
+    options, plus dim: LDA output dimension [40]; left_context, right_context: frames
+    of CMVN'd MFCC spliced before LDA [3, 3]; mllt_iters: iterations that re-estimate
+    MLLT [2, 4, 6, 12]."""
+
+    dim: int = 40
+    left_context: int = 3
+    right_context: int = 3
+    mllt_iters: list[int] = dataclasses.field(default_factory=lambda: [2, 4, 6, 12])
+
+
+def _silence_weights(model: GmmHmm, silence_phones: set[int]) -> np.ndarray:
+    """(num_tids + 1,) frame weight by transition-id: 0 for silence phones, else 1
+    (Kaldi's ``weight-silence-post 0.0``)."""
+    tm = model.trans_model
+    phone = [0] + [tm.transition_id_to_phone(t) for t in range(1, tm.num_transition_ids + 1)]
+    return np.asarray([0.0 if p in silence_phones else 1.0 for p in phone])
+
+
+def lda_stats(
+    model: GmmHmm, alignments: Mapping[str, np.ndarray], feats: Mapping[str, np.ndarray],
+    silence_phones: set[int],
+) -> LdaStats:  # fmt: skip
+    """acc-lda on spliced features, the classes the aligned pdfs, silence weighted 0."""
+    pdf_of = np.asarray(model.trans_model.id2pdf_id, np.int64)
+    weight_of = _silence_weights(model, silence_phones)
+    stats = LdaStats.zeros(model.num_pdfs, next(iter(feats.values())).shape[1])
+    for utt, tids in alignments.items():
+        stats.accumulate(feats[utt], pdf_of[tids], weight_of[tids])
+    return stats
+
+
+def mllt_stats(
+    model: GmmHmm, alignments: Mapping[str, np.ndarray], feats: Mapping[str, np.ndarray],
+    silence_phones: set[int],
+) -> MlltStats:  # fmt: skip
+    """gmm-acc-mllt on the current features and model, silence weighted 0."""
+    pdf_of = np.asarray(model.trans_model.id2pdf_id, np.int64)
+    weight_of = _silence_weights(model, silence_phones)
+    utts = sorted(alignments)
+    x = np.concatenate([feats[u] for u in utts])
+    tids = np.concatenate([alignments[u] for u in utts])
+    keep = weight_of[tids] > 0
+    x, pdfs = x[keep], pdf_of[tids[keep]]
+    order = np.argsort(pdfs, kind="stable")
+    bounds = np.searchsorted(pdfs[order], np.arange(model.num_pdfs + 1))
+    frames = {p: (x[order[bounds[p] : bounds[p + 1]]], np.ones(bounds[p + 1] - bounds[p]))
+              for p in range(model.num_pdfs) if bounds[p + 1] > bounds[p]}  # fmt: skip
+    gmms = [model.am.get_pdf(p) for p in range(model.num_pdfs)]
+    return accumulate_mllt([np.asarray(g.means, np.float64) for g in gmms],
+                           [np.asarray(g.vars, np.float64) for g in gmms],
+                           [np.log(np.asarray(g.weights, np.float64)) for g in gmms],
+                           frames)  # fmt: skip
+
+
+def train_lda_mllt(
+    data_dir: str | Path,
+    lang_dir: str | Path,
+    ali_dir: str | Path,
+    out_dir: str | Path,
+    config: LdaMlltConfig | None = None,
+    *,
+    force: bool = False,
+) -> GmmHmm | None:
+    """Kaldi's steps/train_lda_mllt.sh: LDA to ``dim`` dimensions of spliced MFCC frames
+    from ``ali_dir``'s pdf alignments, a new tree on those features, then triphone EM
+    in which MLLT is re-estimated on ``mllt_iters`` (the model's means and the feature
+    transform both move with it). The model dir gets the transform as ``final.mat``
+    and ``splice_opts``, so align and decode use the same features."""
+    config = config or LdaMlltConfig()
+    out_dir = Path(out_dir)
+    with step_log(out_dir, "train.log", force=force, config=config) as run:
+        if not run:
+            return None
+        data = load_training_data(data_dir, lang_dir, deltas=False)
+        old = GmmHmm.load(ali_dir)
+        old_ali = {u: a for u, a in read_alignments(ali_dir).items() if u in data.feats}
+        if not old_ali:
+            raise InputError("no alignments for the utterances of the data dir", ali_dir)
+        silence = set(data.silence_phones)
+        spliced = {u: splice(x, config.left_context, config.right_context)
+                   for u, x in data.feats.items()}  # fmt: skip
+        lda, eigenvalues = estimate_lda(lda_stats(old, old_ali, spliced, silence), config.dim)
+        kept = eigenvalues[: config.dim]
+        log.info("LDA: %d -> %d dims; eigenvalues %.3g ... %.3g (dropped: up to %.3g)",
+                 lda.shape[1], config.dim, kept[0], kept[-1],
+                 eigenvalues[config.dim] if len(eigenvalues) > config.dim else 0.0)  # fmt: skip
+        transform = FeatureTransform(lda, config.left_context, config.right_context)
+        data.feats = {u: (x @ lda.T).astype(np.float32) for u, x in spliced.items()}
+        del spliced
+        tree, stats = make_tree(data, old, old_ali, config.tree, out_dir)
+        model = init_from_tree(tree, stats, (Path(lang_dir) / "topo").read_text("utf-8"))
+        alignments = convert_alignments(old, model, old_ali)
+        est = EstimateOptions(power=config.power, seed=config.seed)
+        stats0 = accumulate(model, alignments, data.feats)
+        estimate(model, stats0, est, mixup=tree.num_pdfs)
+        curve = [(0, stats0.like_per_frame, stats0.num_frames, model.num_gauss, 0)]
+        _write_curve(out_dir, curve)
+
+        def mllt(it: int, alignments: dict[str, np.ndarray]) -> None:
+            if it not in config.mllt_iters:
+                return
+            A, gain = estimate_mllt(mllt_stats(model, alignments, data.feats, silence))
+            model.transform_means(A)
+            transform.matrix = A @ transform.matrix
+            data.feats = {u: (x @ A.T).astype(np.float32) for u, x in data.feats.items()}
+            log.info("iter %d: MLLT objective gain %.4f per frame", it, gain)
+
+        run_em(
+            model, data, alignments, num_iters=config.num_iters,
+            realign_iters=config.realign_iters, max_iter_inc=config.max_iter_inc,
+            num_gauss=tree.num_pdfs, tot_gauss=config.tot_gauss, estimate_opts=est,
+            align_opts=AlignOptions(beam=config.beam, retry_beam=config.retry_beam,
+                                    boost_silence=config.boost_silence),
+            nj=config.nj, out_dir=out_dir, curve=curve, before_accumulate=mllt,
+        )  # fmt: skip
+        model.transform = transform
+        model.save(out_dir)
+        log.info("train-lda-mllt: %d pdfs, %d Gaussians, %d-dim features -> %s",
+                 model.num_pdfs, model.num_gauss, model.dim, out_dir)  # fmt: skip
         return model

@@ -44,6 +44,15 @@ def read_mat(rxfilename: str) -> np.ndarray:
     return kaldi_io.read_mat(rxfilename)
 
 
+def write_matrix_file(path: str | Path, mat: np.ndarray) -> None:
+    """A single matrix in Kaldi's binary format (as ``final.mat`` or ``trans.1``),
+    written atomically; Kaldi's ``copy-matrix`` and :func:`read_mat` read it."""
+    from asr_distill.io import atomic_open
+
+    with atomic_open(path, "wb", encoding=None) as f:
+        kaldi_io.write_mat(f, np.ascontiguousarray(mat, np.float32))
+
+
 def read_mat_scp(scp_path: str | Path) -> Iterator[tuple[str, np.ndarray]]:
     """(key, matrix) pairs of an scp file, in file order."""
     yield from kaldi_io.read_mat_scp(str(scp_path))

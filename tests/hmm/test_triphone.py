@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from asr_distill.cli import main
+from asr_distill.errors import InputError
 from asr_distill.hmm.align import read_alignments
 from asr_distill.hmm.context_dep import Tree
 from asr_distill.hmm.model import GmmHmm, ctx_dep_from_bytes
@@ -123,3 +125,32 @@ def test_tri1_leaves_counts_and_likelihood(gmm_system, mono, tri1):
         for name in ("mono", "tri1")
     }  # fmt: skip
     assert like["tri1"] > like["mono"]
+
+
+def test_lda_mllt_model_dir_carries_its_transform_to_align(gmm_system, mono_ali, tmp_path):
+    data, lang = gmm_system / "data" / "train_mfcc", gmm_system / "data" / "lang"
+    exp = tmp_path / "tri2b"
+    args = ["train-lda-mllt", "--nj", "2", "--num-leaves", str(NUM_LEAVES), "--min-count",
+            str(MIN_COUNT), "--thresh", "0", "--tot-gauss", "600", "--num-iters", "8",
+            "--realign-iters", "5", "--mllt-iters", "2,4", "--dim", "30"]  # fmt: skip
+    assert main([*args, str(data), str(lang), str(mono_ali), str(exp)]) == 0
+    model = GmmHmm.load(exp)
+    assert model.dim == 30 and model.transform.matrix.shape == (30, 13 * 7)
+    assert (exp / "final.mat").read_bytes()[:5] == b"\0BFM "
+    log_text = (exp / "log" / "train.log").read_text()
+    gains = [float(x) for x in re.findall(r"MLLT objective gain (-?[\d.]+) per frame", log_text)]
+    assert len(gains) == 2 and all(g > 0 for g in gains), log_text
+    assert "LDA: 91 -> 30 dims" in log_text
+    curve = read_curve(exp)
+    assert curve[-1] > curve[0]
+    # align with the model dir: its features come through final.mat, and the alignment
+    # dir keeps the transform for the next step (train-sat, make-frame-store)
+    ali = tmp_path / "tri2b_ali"
+    assert main(["align", "--nj", "2", str(data), str(lang), str(exp), str(ali)]) == 0
+    np.testing.assert_array_equal(GmmHmm.load(ali).transform.matrix, model.transform.matrix)
+    summary = (ali / "summary.yaml").read_text()
+    assert "failed: 0" in summary
+    # a model dir without the transform's splice options is refused, naming the file
+    (exp / "splice_opts").unlink()
+    with pytest.raises(InputError, match="splice_opts"):
+        GmmHmm.load(exp)
