@@ -86,14 +86,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: asr-distill train-tri data/train_mfcc data/lang exp/mono_ali "
         "exp/tri1 --num-leaves 2000 --tot-gauss 10000",
     )
-    p.add_argument("data")
-    p.add_argument("lang")
-    p.add_argument("ali_dir")
-    p.add_argument("exp_dir")
-    _add_common(p)
-    add_config_options(p, TriConfig, skip=("tree",))
-    add_config_options(p, TreeConfig)
-    p.set_defaults(func=_train_tri)
+    _add_tri_options(p, TriConfig, _train_tri)
 
     p = sub.add_parser(
         "train-lda-mllt",
@@ -106,14 +99,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: asr-distill train-lda-mllt data/train_mfcc data/lang exp/tri1_ali "
         "exp/tri2b --num-leaves 2500 --tot-gauss 15000",
     )
-    p.add_argument("data")
-    p.add_argument("lang")
-    p.add_argument("ali_dir")
-    p.add_argument("exp_dir")
-    _add_common(p)
-    add_config_options(p, LdaMlltConfig, skip=("tree",))
-    add_config_options(p, TreeConfig)
-    p.set_defaults(func=_train_lda_mllt)
+    _add_tri_options(p, LdaMlltConfig, _train_lda_mllt)
 
     p = sub.add_parser(
         "train-sat",
@@ -128,14 +114,18 @@ def register(sub: argparse._SubParsersAction) -> None:
         epilog="example: asr-distill train-sat data/train_mfcc data/lang exp/tri2b_ali "
         "exp/tri3b --num-leaves 2500 --tot-gauss 15000",
     )
-    p.add_argument("data")
-    p.add_argument("lang")
-    p.add_argument("ali_dir")
-    p.add_argument("exp_dir")
+    _add_tri_options(p, SatConfig, _train_sat)
+
+
+def _add_tri_options(p: argparse.ArgumentParser, cls: type, func) -> None:
+    """DATA LANG ALI_DIR EXP_DIR and the options of a triphone trainer (``cls``) and its
+    tree."""
+    for name in ("data", "lang", "ali_dir", "exp_dir"):
+        p.add_argument(name)
     _add_common(p)
-    add_config_options(p, SatConfig, skip=("tree",))
+    add_config_options(p, cls, skip=("tree",))
     add_config_options(p, TreeConfig)
-    p.set_defaults(func=_train_sat)
+    p.set_defaults(func=func)
 
 
 def _build_tree(args: argparse.Namespace) -> int:

@@ -21,12 +21,18 @@ import numpy as np
 
 from asr_distill.data.kaldi_dir import read_table
 from asr_distill.errors import InputError
-from asr_distill.hmm.align import AlignOptions, AlignResult, align, read_alignments
-from asr_distill.hmm.em import EstimateOptions, accumulate, estimate
+from asr_distill.hmm.align import AlignOptions, AlignResult, align
+from asr_distill.hmm.em import accumulate, estimate
 from asr_distill.hmm.model import GmmHmm
-from asr_distill.hmm.train import TrainingData, _write_curve, load_training_data, run_em
+from asr_distill.hmm.train import TrainingData, load_training_data
 from asr_distill.hmm.transforms import FmllrStats, apply_fmllr, estimate_fmllr, gmm_posteriors
-from asr_distill.hmm.triphone import TriConfig, convert_alignments, init_from_tree, make_tree
+from asr_distill.hmm.triphone import (
+    TriConfig,
+    frames_by_pdf,
+    previous_alignments,
+    silence_weights,
+    train_on_new_tree,
+)
 from asr_distill.io import atomic_open
 from asr_distill.io.kaldi_ark import KALDI_READ_ERRORS, read_mat_ark, write_ark_entry
 from asr_distill.io.step import step_log
@@ -88,12 +94,6 @@ def adapt(feats: Mapping[str, np.ndarray], transforms: Mapping[str, np.ndarray],
     return out
 
 
-def _silence_weights(model: GmmHmm, silence_phones: set[int], weight: float) -> np.ndarray:
-    tm = model.trans_model
-    phones = [tm.transition_id_to_phone(t) for t in range(1, tm.num_transition_ids + 1)]
-    return np.asarray([0.0] + [weight if p in silence_phones else 1.0 for p in phones])
-
-
 def estimate_speaker_fmllr(
     model: GmmHmm,
     alignments: Mapping[str, np.ndarray],
@@ -106,7 +106,7 @@ def estimate_speaker_fmllr(
     fMLLR transform per speaker from the Gaussian posteriors of each frame within its
     aligned pdf (silence frames weighted ``silence_weight``), from [I 0]."""
     pdf_of = np.asarray(model.trans_model.id2pdf_id, np.int64)
-    weight_of = _silence_weights(model, silence_phones, silence_weight)
+    weight_of = silence_weights(model, silence_phones, silence_weight)
     utts = sorted(u for u in alignments if u in feats)
     if not utts:
         return {}
@@ -114,12 +114,7 @@ def estimate_speaker_fmllr(
     tids = np.concatenate([alignments[u] for u in utts])
     weight, pdfs = weight_of[tids], pdf_of[tids]
     precision, scaled_mean = np.zeros_like(x), np.zeros_like(x)
-    order = np.argsort(pdfs, kind="stable")
-    bounds = np.searchsorted(pdfs[order], np.arange(model.num_pdfs + 1))
-    for p in range(model.num_pdfs):
-        idx = order[bounds[p] : bounds[p + 1]]
-        if not len(idx):
-            continue
+    for p, idx in frames_by_pdf(pdfs, model.num_pdfs).items():
         gmm = model.am.get_pdf(p)
         mu, var = np.asarray(gmm.means, np.float64), np.asarray(gmm.vars, np.float64)
         post = gmm_posteriors(x[idx], mu, var, np.log(np.asarray(gmm.weights, np.float64)))
@@ -160,13 +155,11 @@ def train_sat(
     with step_log(out_dir, "train.log", force=force, config=config) as run:
         if not run:
             return None
-        old = GmmHmm.load(ali_dir)
-        data = load_training_data(data_dir, lang_dir, transform=old.transform)
+        data = load_training_data(data_dir, lang_dir,
+                                  transform=GmmHmm.load(ali_dir).transform)  # fmt: skip
+        old, old_ali = previous_alignments(ali_dir, data)
         si_feats = data.feats
         utt2spk = read_utt2spk(data_dir)
-        old_ali = {u: a for u, a in read_alignments(ali_dir).items() if u in data.feats}
-        if not old_ali:
-            raise InputError("no alignments for the utterances of the data dir", ali_dir)
         silence = set(data.silence_phones)
         if (Path(ali_dir) / TRANS_FILE).is_file():
             transforms = read_transforms(Path(ali_dir) / TRANS_FILE)
@@ -175,17 +168,8 @@ def train_sat(
             transforms = estimate_speaker_fmllr(old, old_ali, si_feats, utt2spk, silence,
                                                 config.silence_weight)  # fmt: skip
         data.feats = adapt(si_feats, transforms, utt2spk)
-        tree, stats = make_tree(data, old, old_ali, config.tree, out_dir)
-        model = init_from_tree(tree, stats, (Path(lang_dir) / "topo").read_text("utf-8"))
-        model.transform = old.transform
-        alignments = convert_alignments(old, model, old_ali)
-        est = EstimateOptions(power=config.power, seed=config.seed)
-        stats0 = accumulate(model, alignments, data.feats)
-        estimate(model, stats0, est, mixup=tree.num_pdfs)
-        curve = [(0, stats0.like_per_frame, stats0.num_frames, model.num_gauss, 0)]
-        _write_curve(out_dir, curve)
 
-        def refit_fmllr(it: int, alignments: dict[str, np.ndarray]) -> None:
+        def refit_fmllr(it: int, model: GmmHmm, alignments: dict[str, np.ndarray]) -> None:
             nonlocal transforms
             if it not in config.fmllr_iters:
                 return
@@ -195,13 +179,9 @@ def train_sat(
                           for s, W in transforms.items()}  # fmt: skip
             data.feats = adapt(si_feats, transforms, utt2spk)
 
-        alignments = run_em(
-            model, data, alignments, num_iters=config.num_iters,
-            realign_iters=config.realign_iters, max_iter_inc=config.max_iter_inc,
-            num_gauss=tree.num_pdfs, tot_gauss=config.tot_gauss, estimate_opts=est,
-            align_opts=AlignOptions(beam=config.beam, retry_beam=config.retry_beam,
-                                    boost_silence=config.boost_silence),
-            nj=config.nj, out_dir=out_dir, curve=curve, before_accumulate=refit_fmllr,
+        model, alignments, est = train_on_new_tree(
+            data, old, old_ali, config, out_dir, transform=old.transform,
+            before_accumulate=refit_fmllr,
         )  # fmt: skip
         # The alignment model: the SAT model's posteriors on the adapted features, its
         # statistics on the speaker-independent ones (gmm-acc-stats-twofeats).

@@ -136,10 +136,10 @@ def run_em(
     nj: int = 1,
     out_dir: Path,
     curve: list[tuple],
-    before_accumulate: Callable[[int, dict[str, np.ndarray]], None] | None = None,
+    before_accumulate: Callable[[int, GmmHmm, dict[str, np.ndarray]], None] | None = None,
 ) -> dict[str, np.ndarray]:
     """Iterations 1 .. num_iters-1 of Kaldi's GMM training loop: realign on
-    ``realign_iters``, call ``before_accumulate(iteration, alignments)`` (which may
+    ``realign_iters``, call ``before_accumulate(iteration, model, alignments)`` (which may
     change the model and ``data.feats``, as an MLLT update does), accumulate,
     estimate, mix up towards ``tot_gauss`` (by equal increments until
     ``max_iter_inc``). Returns the last alignments."""
@@ -153,7 +153,7 @@ def run_em(
             result = _align_training_data(model, data, opts, nj)
             alignments, failed = result.alignments, result.failed
         if before_accumulate is not None:
-            before_accumulate(it, alignments)
+            before_accumulate(it, model, alignments)
         stats = accumulate(model, alignments, data.feats)
         estimate(model, stats, estimate_opts, mixup=num_gauss, iteration=it)
         log.info(

@@ -264,19 +264,31 @@ def fmllr_objective(stats: FmllrStats, W: np.ndarray) -> float:
     return float(stats.beta * logdet + np.einsum("id,id->", W, stats.K) - 0.5 * quad)
 
 
-def estimate_fmllr(stats: FmllrStats, W0: np.ndarray | None = None, max_iters: int = 20,
-                   tol: float = 1e-6) -> tuple[np.ndarray, float]:  # fmt: skip
+def estimate_fmllr(
+    stats: FmllrStats,
+    W0: np.ndarray | None = None,
+    max_iters: int = 20,
+    tol: float = 1e-6,
+    min_count: float = 50.0,
+) -> tuple[np.ndarray, float]:
     """Kaldi's gmm-est-fmllr: W = [A b] maximising :func:`fmllr_objective` by the
     row-by-row update of Gales (1998), from ``W0`` (default [I 0]): for row i, with c_i
     the cofactors of A's row i (0 for b), ``w_i = (alpha c_i + k_i) G_i^-1``, alpha the
     root of ``alpha^2 c G^-1 c' + alpha c G^-1 k' - beta = 0`` with the higher
-    objective. Each row update maximises the objective over its row. Returns W and the
-    objective's gain per frame."""
+    objective. Each row update maximises the objective over its row. A speaker with
+    fewer than ``min_count`` frames keeps ``W0`` (Kaldi's ``--fmllr-min-count``), as
+    does one whose statistics are not positive definite (too few distinct frames).
+    Returns W and the objective's gain per frame."""
     dim = stats.K.shape[0]
     W = np.hstack([np.eye(dim), np.zeros((dim, 1))]) if W0 is None else np.array(W0, np.float64)
-    if stats.beta <= 0:
+    beta = stats.beta
+    if beta < max(min_count, 1e-10):
         return W, 0.0
-    G_inv, beta = np.linalg.inv(stats.G), stats.beta
+    try:
+        np.linalg.cholesky(stats.G)  # every G_i positive definite, else no estimate
+    except np.linalg.LinAlgError:
+        return W, 0.0
+    G_inv = np.linalg.inv(stats.G)
     start = prev = fmllr_objective(stats, W)
     for _ in range(max_iters):
         for i in range(dim):
@@ -286,16 +298,14 @@ def estimate_fmllr(stats: FmllrStats, W0: np.ndarray | None = None, max_iters: i
             e1, e2 = c @ c_g, stats.K[i] @ c_g
             disc = np.sqrt(e2 * e2 + 4 * e1 * beta)
             roots = [(-e2 + disc) / (2 * e1), (-e2 - disc) / (2 * e1)]
-            alpha = max(
-                roots, key=lambda a: stats.beta * np.log(abs(a * e1 + e2)) - 0.5 * a * a * e1
-            )
+            alpha = max(roots, key=lambda a: beta * np.log(abs(a * e1 + e2)) - 0.5 * a * a * e1)
             W[i] = G_inv[i] @ (alpha * c + stats.K[i])
         objf = fmllr_objective(stats, W)
-        if objf - prev < tol * stats.beta:
+        if objf - prev < tol * beta:
             prev = max(prev, objf)
             break
         prev = objf
-    return W, (prev - start) / stats.beta
+    return W, (prev - start) / beta
 
 
 def apply_fmllr(x: np.ndarray, W: np.ndarray) -> np.ndarray:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import kaldi_hmm_gmm as khg
@@ -208,6 +208,55 @@ def build_tree_dir(
         return tree
 
 
+def previous_alignments(ali_dir: str | Path, data: TrainingData) -> tuple[GmmHmm, dict]:
+    """The model of ``ali_dir`` and its alignments of the utterances of ``data``."""
+    old = GmmHmm.load(ali_dir)
+    old_ali = {u: a for u, a in read_alignments(ali_dir).items() if u in data.feats}
+    if not old_ali:
+        raise InputError("no alignments for the utterances of the data dir", ali_dir)
+    log.info("%d utterances, %d with alignments from %s", len(data.feats), len(old_ali),
+             ali_dir)  # fmt: skip
+    return old, old_ali
+
+
+def train_on_new_tree(
+    data: TrainingData,
+    old: GmmHmm,
+    old_ali: Mapping[str, np.ndarray],
+    config: TriConfig,
+    out_dir: Path,
+    *,
+    transform: FeatureTransform | None = None,
+    before_accumulate: Callable[[int, GmmHmm, dict[str, np.ndarray]], None] | None = None,
+) -> tuple[GmmHmm, dict[str, np.ndarray], EstimateOptions]:
+    """What every triphone trainer shares: a tree from ``old``'s alignments on
+    ``data.feats``, one Gaussian per leaf, converted alignments, then EM with
+    realignment and mixing up (``before_accumulate`` as :func:`run_em`). Returns the
+    model (its feature ``transform`` set), the last alignments and the estimation
+    options."""
+    tree, stats = make_tree(data, old, old_ali, config.tree, out_dir)
+    model = init_from_tree(tree, stats, (data.lang.path / "topo").read_text("utf-8"))
+    model.transform = transform
+    alignments = convert_alignments(old, model, old_ali)
+    est = EstimateOptions(power=config.power, seed=config.seed)
+    stats0 = accumulate(model, alignments, data.feats)
+    estimate(model, stats0, est, mixup=tree.num_pdfs)
+    log.info("iter 0 (converted alignments): avg log-likelihood per frame %.4f over %d "
+             "frames; %d pdfs", stats0.like_per_frame, stats0.num_frames,
+             model.num_pdfs)  # fmt: skip
+    curve = [(0, stats0.like_per_frame, stats0.num_frames, model.num_gauss, 0)]
+    _write_curve(out_dir, curve)
+    alignments = run_em(
+        model, data, alignments, num_iters=config.num_iters,
+        realign_iters=config.realign_iters, max_iter_inc=config.max_iter_inc,
+        num_gauss=tree.num_pdfs, tot_gauss=config.tot_gauss, estimate_opts=est,
+        align_opts=AlignOptions(beam=config.beam, retry_beam=config.retry_beam,
+                                boost_silence=config.boost_silence),
+        nj=config.nj, out_dir=out_dir, curve=curve, before_accumulate=before_accumulate,
+    )  # fmt: skip
+    return model, alignments, est
+
+
 def train_tri(
     data_dir: str | Path,
     lang_dir: str | Path,
@@ -224,36 +273,8 @@ def train_tri(
         if not run:
             return None
         data = load_training_data(data_dir, lang_dir)
-        old = GmmHmm.load(ali_dir)
-        old_ali = {u: a for u, a in read_alignments(ali_dir).items() if u in data.feats}
-        if not old_ali:
-            raise InputError("no alignments for the utterances of the data dir", ali_dir)
-        log.info("train-tri: %d utterances, %d with alignments from %s",
-                 len(data.feats), len(old_ali), ali_dir)  # fmt: skip
-        tree, stats = make_tree(data, old, old_ali, config.tree, out_dir)
-        model = init_from_tree(tree, stats, (Path(lang_dir) / "topo").read_text("utf-8"))
-        alignments = convert_alignments(old, model, old_ali)
-        est = EstimateOptions(power=config.power, seed=config.seed)
-        num_gauss = tree.num_pdfs
-        stats0 = accumulate(model, alignments, data.feats)
-        estimate(model, stats0, est, mixup=num_gauss)
-        log.info(
-            "iter 0 (converted alignments): avg log-likelihood per frame %.4f over %d "
-            "frames; %d pdfs",
-            stats0.like_per_frame,
-            stats0.num_frames,
-            model.num_pdfs,
-        )
-        curve = [(0, stats0.like_per_frame, stats0.num_frames, model.num_gauss, 0)]
-        _write_curve(out_dir, curve)
-        run_em(
-            model, data, alignments, num_iters=config.num_iters,
-            realign_iters=config.realign_iters, max_iter_inc=config.max_iter_inc,
-            num_gauss=num_gauss, tot_gauss=config.tot_gauss, estimate_opts=est,
-            align_opts=AlignOptions(beam=config.beam, retry_beam=config.retry_beam,
-                                    boost_silence=config.boost_silence),
-            nj=config.nj, out_dir=out_dir, curve=curve,
-        )  # fmt: skip
+        old, old_ali = previous_alignments(ali_dir, data)
+        model, _, _ = train_on_new_tree(data, old, old_ali, config, out_dir)
         model.save(out_dir)
         log.info("train-tri: %d pdfs, %d Gaussians -> %s", model.num_pdfs, model.num_gauss,
                  out_dir)  # fmt: skip
@@ -273,12 +294,20 @@ class LdaMlltConfig(TriConfig):
     mllt_iters: list[int] = dataclasses.field(default_factory=lambda: [2, 4, 6, 12])
 
 
-def _silence_weights(model: GmmHmm, silence_phones: set[int]) -> np.ndarray:
-    """(num_tids + 1,) frame weight by transition-id: 0 for silence phones, else 1
-    (Kaldi's ``weight-silence-post 0.0``)."""
+def silence_weights(model: GmmHmm, silence_phones: set[int], weight: float = 0.0) -> np.ndarray:
+    """(num_tids + 1,) frame weight by transition-id: ``weight`` for silence phones, else
+    1 (Kaldi's ``weight-silence-post``)."""
     tm = model.trans_model
     phone = [0] + [tm.transition_id_to_phone(t) for t in range(1, tm.num_transition_ids + 1)]
-    return np.asarray([0.0 if p in silence_phones else 1.0 for p in phone])
+    return np.asarray([weight if p in silence_phones else 1.0 for p in phone])
+
+
+def frames_by_pdf(pdfs: np.ndarray, num_pdfs: int) -> dict[int, np.ndarray]:
+    """pdf -> the indices of the frames aligned to it (pdfs with frames only)."""
+    order = np.argsort(pdfs, kind="stable")
+    bounds = np.searchsorted(pdfs[order], np.arange(num_pdfs + 1))
+    return {p: order[bounds[p] : bounds[p + 1]] for p in range(num_pdfs)
+            if bounds[p + 1] > bounds[p]}  # fmt: skip
 
 
 def lda_stats(
@@ -287,7 +316,7 @@ def lda_stats(
 ) -> LdaStats:  # fmt: skip
     """acc-lda on spliced features, the classes the aligned pdfs, silence weighted 0."""
     pdf_of = np.asarray(model.trans_model.id2pdf_id, np.int64)
-    weight_of = _silence_weights(model, silence_phones)
+    weight_of = silence_weights(model, silence_phones)
     stats = LdaStats.zeros(model.num_pdfs, next(iter(feats.values())).shape[1])
     for utt, tids in alignments.items():
         stats.accumulate(feats[utt], pdf_of[tids], weight_of[tids])
@@ -300,16 +329,14 @@ def mllt_stats(
 ) -> MlltStats:  # fmt: skip
     """gmm-acc-mllt on the current features and model, silence weighted 0."""
     pdf_of = np.asarray(model.trans_model.id2pdf_id, np.int64)
-    weight_of = _silence_weights(model, silence_phones)
+    weight_of = silence_weights(model, silence_phones)
     utts = sorted(alignments)
     x = np.concatenate([feats[u] for u in utts])
     tids = np.concatenate([alignments[u] for u in utts])
     keep = weight_of[tids] > 0
     x, pdfs = x[keep], pdf_of[tids[keep]]
-    order = np.argsort(pdfs, kind="stable")
-    bounds = np.searchsorted(pdfs[order], np.arange(model.num_pdfs + 1))
-    frames = {p: (x[order[bounds[p] : bounds[p + 1]]], np.ones(bounds[p + 1] - bounds[p]))
-              for p in range(model.num_pdfs) if bounds[p + 1] > bounds[p]}  # fmt: skip
+    frames = {p: (x[idx], np.ones(len(idx)))
+              for p, idx in frames_by_pdf(pdfs, model.num_pdfs).items()}  # fmt: skip
     gmms = [model.am.get_pdf(p) for p in range(model.num_pdfs)]
     return accumulate_mllt([np.asarray(g.means, np.float64) for g in gmms],
                            [np.asarray(g.vars, np.float64) for g in gmms],
@@ -337,10 +364,7 @@ def train_lda_mllt(
         if not run:
             return None
         data = load_training_data(data_dir, lang_dir, deltas=False)
-        old = GmmHmm.load(ali_dir)
-        old_ali = {u: a for u, a in read_alignments(ali_dir).items() if u in data.feats}
-        if not old_ali:
-            raise InputError("no alignments for the utterances of the data dir", ali_dir)
+        old, old_ali = previous_alignments(ali_dir, data)
         silence = set(data.silence_phones)
         spliced = {u: splice(x, config.left_context, config.right_context)
                    for u, x in data.feats.items()}  # fmt: skip
@@ -352,16 +376,8 @@ def train_lda_mllt(
         transform = FeatureTransform(lda, config.left_context, config.right_context)
         data.feats = {u: (x @ lda.T).astype(np.float32) for u, x in spliced.items()}
         del spliced
-        tree, stats = make_tree(data, old, old_ali, config.tree, out_dir)
-        model = init_from_tree(tree, stats, (Path(lang_dir) / "topo").read_text("utf-8"))
-        alignments = convert_alignments(old, model, old_ali)
-        est = EstimateOptions(power=config.power, seed=config.seed)
-        stats0 = accumulate(model, alignments, data.feats)
-        estimate(model, stats0, est, mixup=tree.num_pdfs)
-        curve = [(0, stats0.like_per_frame, stats0.num_frames, model.num_gauss, 0)]
-        _write_curve(out_dir, curve)
 
-        def mllt(it: int, alignments: dict[str, np.ndarray]) -> None:
+        def mllt(it: int, model: GmmHmm, alignments: dict[str, np.ndarray]) -> None:
             if it not in config.mllt_iters:
                 return
             A, gain = estimate_mllt(mllt_stats(model, alignments, data.feats, silence))
@@ -370,15 +386,8 @@ def train_lda_mllt(
             data.feats = {u: (x @ A.T).astype(np.float32) for u, x in data.feats.items()}
             log.info("iter %d: MLLT objective gain %.4f per frame", it, gain)
 
-        run_em(
-            model, data, alignments, num_iters=config.num_iters,
-            realign_iters=config.realign_iters, max_iter_inc=config.max_iter_inc,
-            num_gauss=tree.num_pdfs, tot_gauss=config.tot_gauss, estimate_opts=est,
-            align_opts=AlignOptions(beam=config.beam, retry_beam=config.retry_beam,
-                                    boost_silence=config.boost_silence),
-            nj=config.nj, out_dir=out_dir, curve=curve, before_accumulate=mllt,
-        )  # fmt: skip
-        model.transform = transform
+        model, _, _ = train_on_new_tree(data, old, old_ali, config, out_dir, transform=transform,
+                                        before_accumulate=mllt)  # fmt: skip
         model.save(out_dir)
         log.info("train-lda-mllt: %d pdfs, %d Gaussians, %d-dim features -> %s",
                  model.num_pdfs, model.num_gauss, model.dim, out_dir)  # fmt: skip

@@ -200,3 +200,19 @@ def test_fmllr_of_undistorted_data_is_near_the_identity_and_empty_stats_keep_it(
     assert 0 <= gain < 1e-3
     W0, gain0 = estimate_fmllr(FmllrStats.zeros(3))
     assert gain0 == 0 and np.array_equal(W0, np.hstack([np.eye(3), np.zeros((3, 1))]))
+
+
+def test_fmllr_of_a_speaker_with_too_few_frames_is_the_identity():
+    rng = np.random.default_rng(7)
+    means, variances, comp, z = _gmm_frames(rng, dim=3, frames=40)
+    identity = np.hstack([np.eye(3), np.zeros((3, 1))])
+    few = FmllrStats.zeros(3)
+    few.accumulate(z, np.eye(len(means))[comp], means, variances)
+    assert few.beta == 40
+    W, gain = estimate_fmllr(few)  # under Kaldi's min count of 50 frames
+    assert gain == 0 and np.array_equal(W, identity)
+    same = FmllrStats.zeros(3)  # 60 copies of 2 frames: enough count, singular scatter
+    same.accumulate(np.repeat(z[:2], 30, 0), np.repeat(np.eye(len(means))[comp[:2]], 30, 0),
+                    means, variances)  # fmt: skip
+    W, gain = estimate_fmllr(same)
+    assert gain == 0 and np.array_equal(W, identity)
