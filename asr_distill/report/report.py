@@ -38,6 +38,10 @@ from asr_distill.nnet.curve import CURVE_FILE, read_train_curve
 log = logging.getLogger(__name__)
 
 PAPER_TABLE1 = {"baseline": (58.9, 10.9), "ensemble": (61.1, 10.7), "distilled": (60.8, 10.7)}
+# Kaldi's egs/mini_librispeech/s5 RESULTS (dev-clean-2, tgsmall first pass), WER %.
+KALDI_MINI_LIBRISPEECH = {"tri1": 27.37, "tri2b": 24.32, "tri3b": 18.10}
+GMM_SYSTEMS = {"mono": "monophone", "tri1": "triphone on deltas", "tri2b": "triphone on LDA+MLLT",
+               "tri3b": "triphone on LDA+MLLT, fMLLR SAT"}  # fmt: skip
 PAPER_TABLE5 = {"baseline (100 %)": (63.4, 58.9), "hard targets (3 %)": (67.3, 44.5),
                 "soft targets (3 %)": (65.4, 57.0)}  # fmt: skip
 
@@ -172,6 +176,27 @@ def _spread(x: tuple[float, float, int] | None) -> str:
     return "-" if x is None else f"{x[0]:.2f} ± {x[1]:.2f}"
 
 
+def _gmm_table(r: _Reader, out: Path) -> str:
+    """gmm.{md,csv}: size and WER of each GMM-HMM dir the recipe trained (mono, tri1,
+    tri2b, tri3b), beside Kaldi's mini_librispeech WERs; empty if there are none."""
+    from safetensors.numpy import load_file
+
+    rows = []
+    for name, kind in GMM_SYSTEMS.items():
+        gmm = r.exp / name / "final.gmm.safetensors"
+        if not gmm.is_file():
+            continue
+        offsets = load_file(str(gmm))["gauss_offsets"]
+        rows.append([f"{name} ({kind})", len(offsets) - 1, int(offsets[-1]),
+                     _fmt(r.wer(f"{name}/decode_dev")), _fmt(r.wer(f"{name}/decode_test")),
+                     KALDI_MINI_LIBRISPEECH.get(name, "")])  # fmt: skip
+    if not rows:
+        return ""
+    header = ["system", "pdfs", "Gaussians", "dev WER %", "test WER %",
+              "Kaldi mini_librispeech WER % (dev-clean-2)"]  # fmt: skip
+    return _write_table(out, "gmm", header, rows)
+
+
 def make_report(
     exp_dir: str | Path,
     out_dir: str | Path,
@@ -252,6 +277,7 @@ def make_report(
                           _fmt(_kept(mean, base, ens, "dev")),
                           _fmt(_kept(mean, base, ens, "test")), "", ""])  # fmt: skip
     t1 = _write_table(out, "table1", header1, rows1)
+    tg = _gmm_table(r, out)
 
     header_t = ["T", "dev frame acc %", "test frame acc %", "dev WER %", "test WER %"]
     rows_t = [[f"{t:g}", _fmt(s.dev_acc), _fmt(s.test_acc), _fmt(s.dev_wer), _fmt(s.test_wer)]
@@ -347,6 +373,8 @@ def make_report(
                   f"(recover {_fmt(rec)} %)")  # fmt: skip
     missing = sorted(set(r.missing))
     text = f"# {title}\n\n{context}\n\n## Table 1: baseline, ensemble, distilled\n\n{t1}\n"
+    if tg:
+        text += f"## GMM-HMM systems (the DNNs' alignments come from one of them)\n\n{tg}\n"
     text += f"## Temperature sweep\n\n{tt}\n![temperature](temperature.png)\n\n"
     text += (f"## Table 5: {pct} of the training data (the paper: 3 %)\n\n{t5}\n"
              "![dev curves](table5_dev_curve.png)\n\n")  # fmt: skip

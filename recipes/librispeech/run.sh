@@ -44,7 +44,7 @@ else
 fi
 for f in "$conf" "$dnn_conf"; do [ -f "$f" ] || { echo "$0: no config $f" >&2; exit 1; }; done
 vars=$(yaml_vars "$conf" lm_file mono_shortest mono_iters mono_gauss tri1_leaves \
-  tri1_gauss tri1_iters)
+  tri1_gauss tri1_iters gmm_targets tri2b_leaves tri2b_gauss tri3b_leaves tri3b_gauss)
 eval "$vars"
 
 data=$work_dir/data

@@ -1,5 +1,6 @@
 # Stages 7-19 of the recipes, the same for every corpus once it has data dirs, a lang
-# dir with G (lang_test), mono and tri1: alignments, graphs, GMM decoding, DNN frame
+# dir with G (lang_test) and the GMMs of gmm_stages.sh ($gmms, $gmm_targets):
+# alignments, graphs, GMM decoding, DNN frame
 # stores, the baseline DNN, the teacher ensemble, distillation over temperatures, the
 # transfer set and its students, the small-data (Table 5) experiment and the report.
 # Sourced by recipes/*/run.sh after they set: stage stop_stage nj work_dir data splits
@@ -21,25 +22,30 @@ vars=$(yaml_vars "$conf" lmwts gmm_beam gmm_max_active dnn_lmwts dnn_beam dnn_ma
   transfer_temperature transfer_hard_weight transfer_lr pseudo_lr transfer_epochs)
 eval "$vars"
 extra_seeds=$(seq 1 $((student_seeds - 1)))
+# The GMM whose alignments are the DNN targets ($gmm_targets, see gmm_stages.sh): its
+# model dir (tree, transition model, graph) and the prefix of its alignment dirs.
+am=$exp/$gmm_targets
+ali=$exp/${gmm_targets}_ali
 
 if run_stage 7; then
-  log "Stage 7: tri1 alignments of train/dev/test (the DNN targets); mono vs tri1 on dev"
+  log "Stage 7: $gmm_targets alignments of train/dev/test (the DNN targets); mono vs" \
+    "tri1 on dev"
   for s in $splits; do
-    asr-distill align --nj "$nj" "$data/${s}_mfcc" "$data/lang" "$exp/tri1" "$exp/tri1_ali_$s"
+    asr-distill align --nj "$nj" "$data/${s}_mfcc" "$data/lang" "$am" "${ali}_$s"
   done
   asr-distill align --nj "$nj" "$data/dev_mfcc" "$data/lang" "$exp/mono" "$exp/mono_ali_dev"
 fi
 
 if run_stage 8; then
-  log "Stage 8: decoding graphs (HCLG) for mono and tri1"
-  for m in mono tri1; do
+  log "Stage 8: decoding graphs (HCLG) for $gmms"
+  for m in $gmms; do
     asr-distill mkgraph "$data/lang_test" "$exp/$m" "$exp/$m/graph"
   done
 fi
 
 if run_stage 9; then
-  log "Stage 9: decode dev and test with mono and tri1; LM weight chosen on dev"
-  for m in mono tri1; do
+  log "Stage 9: decode dev and test with $gmms; LM weight chosen on dev"
+  for m in $gmms; do
     # dev at every LM weight; test once, at the weight chosen on dev
     for s in dev test; do
       weights=(--lmwts "$lmwts")
@@ -54,14 +60,14 @@ if run_stage 9; then
 fi
 
 if run_stage 10; then
-  log "Stage 10: DNN frame stores: fbank + per-speaker CMN, tri1 pdf targets"
+  log "Stage 10: DNN frame stores: fbank + per-speaker CMN, $gmm_targets pdf targets"
   for s in $splits; do
     # Utterances that failed to align are listed: dropped from train; kept unlabelled in
     # dev/test, which are decoded whole.
     bad=(--keep-unaligned)
     [ "$s" = train ] && bad=(--skip-bad)
-    asr-distill make-frame-store "${bad[@]}" --targets "$exp/tri1_ali_$s/pdf.ark" \
-      --num-pdfs "$(cat "$exp/tri1_ali_train/num_pdfs")" \
+    asr-distill make-frame-store "${bad[@]}" --targets "${ali}_$s/pdf.ark" \
+      --num-pdfs "$(cat "${ali}_train/num_pdfs")" \
       --cmvn-scp "$data/${s}_fbank/cmvn.scp" --utt2spk "$data/${s}_fbank/utt2spk" \
       "$data/${s}_fbank/feats.scp" "$frames/$s"
   done
@@ -77,8 +83,8 @@ decode_dnn() {
     weights=(--lmwts "$dnn_lmwts")
     [ "$s" = test ] && weights=(--lmwt-from "$exp/$name/decode_dev")
     asr-distill decode --nj "$nj" "${weights[@]}" --beam "$dnn_beam" \
-      --max-active "$dnn_max_active" "${models[@]}" "$exp/tri1/graph" \
-      "$exp/tri1" "$frames/$s" "$exp/$name/decode_$s"
+      --max-active "$dnn_max_active" "${models[@]}" "$am/graph" "$am" \
+      "$frames/$s" "$exp/$name/decode_$s"
     if [ "$s" = dev ]; then asr-distill score "$exp/$name/decode_dev" "$data/dev"; fi
   done
   asr-distill score --lmwt-from "$exp/$name/decode_dev" "$exp/$name/decode_test" "$data/test"
@@ -92,7 +98,7 @@ if run_stage 11; then
 fi
 
 if run_stage 12; then
-  log "Stage 12: decode dev and test with the DNN (tri1 tree and graph)"
+  log "Stage 12: decode dev and test with the DNN ($gmm_targets tree and graph)"
   decode_dnn dnn "$exp/dnn/final"
 fi
 
@@ -149,8 +155,9 @@ if run_stage 15; then
 fi
 
 if run_stage 16; then
-  log "Stage 16: transfer set: speed-perturbed copies of train ($transfer_speeds), their tri1" \
-    "alignments, plus unlabelled audio (${transfer_sets:-none}); never dev/test speakers or text"
+  log "Stage 16: transfer set: speed-perturbed copies of train ($transfer_speeds), their" \
+    "$gmm_targets alignments, plus unlabelled audio (${transfer_sets:-none}); never dev/test" \
+    "speakers or text"
   asr-distill perturb-data-dir --nj "$nj" --speeds "$transfer_speeds" "$data/train" \
     "$data/train_sp"
   extra=(); for s in $transfer_sets; do extra+=("$data/$s"); done
@@ -158,12 +165,11 @@ if run_stage 16; then
     "$data/transfer" "$data/train_sp" "${extra[@]}"
   asr-distill compute-feats --kind mfcc --nj "$nj" "$data/train_sp" "$data/train_sp_mfcc"
   asr-distill compute-feats --kind fbank --nj "$nj" "$data/transfer" "$data/transfer_fbank"
-  asr-distill align --nj "$nj" "$data/train_sp_mfcc" "$data/lang" "$exp/tri1" \
-    "$exp/tri1_ali_train_sp"
+  asr-distill align --nj "$nj" "$data/train_sp_mfcc" "$data/lang" "$am" "${ali}_train_sp"
   # Copies the GMM could not align and the unlabelled audio stay in, without labels: the
   # teachers label every frame.
-  asr-distill make-frame-store --keep-unaligned --targets "$exp/tri1_ali_train_sp/pdf.ark" \
-    --num-pdfs "$(cat "$exp/tri1_ali_train/num_pdfs")" \
+  asr-distill make-frame-store --keep-unaligned --targets "${ali}_train_sp/pdf.ark" \
+    --num-pdfs "$(cat "${ali}_train/num_pdfs")" \
     --cmvn-scp "$data/transfer_fbank/cmvn.scp" --utt2spk "$data/transfer_fbank/utt2spk" \
     "$data/transfer_fbank/feats.scp" "$frames/transfer"
 fi

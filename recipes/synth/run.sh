@@ -21,7 +21,8 @@ recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 conf="$recipe_dir/conf/$preset.yaml"
 [ -f "$conf" ] || { echo "$0: no preset '$preset' ($conf)" >&2; exit 1; }
 vars=$(yaml_vars "$conf" corpus_hours corpus_seed transfer_hours lm_max_sentences \
-  lm_order mono_iters mono_gauss tri1_leaves tri1_gauss tri1_iters)
+  lm_order mono_iters mono_gauss tri1_leaves tri1_gauss tri1_iters gmm_targets tri2b_leaves \
+  tri2b_gauss tri3b_leaves tri3b_gauss)
 eval "$vars"
 
 corpus=$work_dir/corpus

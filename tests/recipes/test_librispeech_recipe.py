@@ -63,7 +63,8 @@ def test_librispeech_recipe_post_download_stages(tmp_path):
     words = set((data / "lang" / "words.txt").read_text().split()[::2])
     assert {"<UNK>", "#0"} <= words and len(words) > 100
     num_utts = len((data / "train" / "text").read_text().splitlines())
-    failed = (exp / "tri1_ali_train" / "failed.txt").read_text().split()
-    assert len((exp / "tri1_ali_train" / "pdf.ark").read_bytes()) > 0 and len(failed) < num_utts
-    for m in ("tri1", "dnn"):
+    assert conf["gmm_targets"] == "tri3b"  # the DNN targets: tri3b alignments
+    failed = (exp / "tri3b_ali_train" / "failed.txt").read_text().split()
+    assert len((exp / "tri3b_ali_train" / "pdf.ark").read_bytes()) > 0 and len(failed) < num_utts
+    for m in ("tri1", "tri3b", "dnn"):
         assert (exp / m / "decode_test" / "best_wer").read_text().startswith("%WER")

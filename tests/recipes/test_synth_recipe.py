@@ -57,7 +57,9 @@ def test_tiny_recipe_end_to_end_and_rerun_is_a_noop(two_runs):
     for png in ("temperature.png", "table5_dev_curve.png"):
         assert (work / "report" / png).stat().st_size > 1000
     exp = work / "exp"
-    assert (exp / "tri1" / "decode_test" / "best_wer").is_file()
+    for m in ("mono", "tri1", "tri2b", "tri3b"):  # the tiny preset's gmm_targets: tri3b
+        assert (exp / m / "decode_test" / "best_wer").is_file(), m
+    assert "## GMM-HMM systems" in report
     assert len((exp / "ensemble" / "members.txt").read_text().split()) == 3
     # A second run finds every step done: nothing is retrained or re-decoded.
     stamp = (exp / "dnn" / "final.safetensors").stat().st_mtime_ns
@@ -98,8 +100,9 @@ def test_two_runs_give_identical_alignments_models_and_tables(two_runs):
     a, b, _ = two_runs
     same = [
         "exp/mono/final.gmm.safetensors", "exp/tri1/tree", "exp/tri1/final.gmm.safetensors",
-        *(f"exp/tri1_ali_{s}/{f}" for s in ("train", "dev", "test") for f in ("ali.ark",
-                                                                               "pdf.ark")),
+        "exp/tri2b/final.mat", "exp/tri3b/final.gmm.safetensors", "exp/tri3b/trans.ark",
+        *(f"exp/tri3b_ali_{s}/{f}" for s in ("train", "dev", "test") for f in ("ali.ark",
+                                                                                "pdf.ark")),
         "exp/dnn/final.safetensors", "exp/ensemble/member2/final.safetensors",
         "exp/soft_targets_T2/probs.npy", "exp/distill_T2/final.safetensors",
         "exp/small_soft/last.safetensors",

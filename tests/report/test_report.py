@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import yaml
 
 from asr_distill.cli import main
@@ -118,3 +119,21 @@ def test_student_seeds_give_mean_and_std_rows_and_the_checks_use_the_means(tmp_p
     t1 = (out / "table1.csv").read_text().splitlines()
     assert t1[5].startswith("distilled on the training data: mean ± std of 2 student seeds,"
                             "52.50 ± 0.71,50.50 ± 0.71")  # fmt: skip
+
+
+def test_gmm_table_lists_the_trained_gmm_systems_with_kaldis_reference(tmp_path):
+    from safetensors.numpy import save_file
+
+    exp = tmp_path / "exp"
+    for name, pdfs, gauss, wers in (("mono", 10, 100, (40.0, 41.0)),
+                                    ("tri2b", 50, 900, (30.0, None))):  # fmt: skip
+        (exp / name).mkdir(parents=True)
+        offsets = np.linspace(0, gauss, pdfs + 1).astype(np.int64)
+        save_file({"gauss_offsets": offsets}, str(exp / name / "final.gmm.safetensors"))
+        put(exp / name / "decode_dev" / "scores.yaml", {"wer": wers[0]})
+    assert main(["report", str(exp), str(tmp_path / "out")]) == 0
+    rows = (tmp_path / "out" / "gmm.csv").read_text().splitlines()
+    assert rows[1:] == ["mono (monophone),10,100,40.00,-,",
+                        "tri2b (triphone on LDA+MLLT),50,900,30.00,-,24.32"]  # fmt: skip
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## GMM-HMM systems" in text and "tri2b/decode_test/scores.yaml" in text
