@@ -85,7 +85,7 @@ def test_align_with_a_sat_model_runs_two_passes(sat_system):
     assert is_sat(ali) and (ali / TRANS_FILE).is_file()
     summary = (ali / "summary.yaml").read_text()
     assert "failed: 0" in summary
-    # the second pass is on adapted features: it fits better than the alignment model's
+    # the second pass ran on features adapted by the per-speaker fMLLR of the first
     text = (ali / "log" / "align.log").read_text()
     assert "fMLLR for" in text
 
