@@ -137,3 +137,20 @@ def test_gmm_table_lists_the_trained_gmm_systems_with_kaldis_reference(tmp_path)
                         "tri2b (triphone on LDA+MLLT),50,900,30.00,-,24.32"]  # fmt: skip
     text = (tmp_path / "out" / "report.md").read_text()
     assert "## GMM-HMM systems" in text and "tri2b/decode_test/scores.yaml" in text
+
+
+def test_only_the_dev_chosen_temperature_needs_a_decode(tmp_path):
+    """The recipes decode the student at the dev-best T alone: the other temperatures'
+    WERs are '-', not missing inputs; the chosen one's missing decode is listed."""
+    exp = tmp_path / "exp"
+    baseline_and_ensemble(exp)
+    system(exp, "distill_T2", {"dev": 51.0, "test": 49.0}, None)
+    system(exp, "distill_T5", {"dev": 53.0, "test": 51.0}, (24.0, 25.0))
+    out = tmp_path / "report"
+    assert main(["report", "--temperatures", "2 5", str(exp), str(out)]) == 0
+    rows = (out / "temperature.csv").read_text().splitlines()
+    assert rows[1] == "2,51.00,49.00,-,-" and rows[2] == "5,53.00,51.00,24.00,25.00"
+    assert "distill_T2/decode" not in (out / "report.md").read_text()
+    (exp / "distill_T5" / "decode_dev" / "scores.yaml").unlink()
+    assert main(["report", "--temperatures", "2 5", str(exp), str(out)]) == 0
+    assert "- distill_T5/decode_dev/scores.yaml" in (out / "report.md").read_text()
