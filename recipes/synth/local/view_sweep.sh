@@ -7,7 +7,7 @@
 # epochs; each run's time beside the others, --jobs at once). Run after stages 0-15 of
 # recipes/synth/run.sh; settings are judged on dev only.
 #   recipes/synth/local/view_sweep.sh [--work-dir exp/synth] [--preset cpu] [--jobs 2]
-#                                     [--runs "cached mixup0.4 fmask8 ..."]
+#                                     [--runs "cached cached_fmask0 mixup0.4 fmask8 ..."]
 set -euo pipefail
 
 work_dir=exp/synth
@@ -35,21 +35,20 @@ asr-distill make-soft-targets "${teachers[@]}" --temperature "$t" --top-k "$soft
   --no-progress "$frames/train" "$cache"
 
 one() {
-  local name=$1 opts=()
-  case $name in
-    cached) opts=(--soft-targets "$cache") ;;
-    online) opts=("${teachers[@]}") ;;
-    *) opts=("${teachers[@]}")
-       local part
-       for part in ${name//_/ }; do
-         case $part in
-           mixup*) opts+=(--mixup-alpha "${part#mixup}") ;;
-           fmask*) opts+=(--freq-mask "${part#fmask}") ;;
-           *) echo "view_sweep: unknown run part '$part'" >&2; return 1 ;;
-         esac
-       done ;;
-  esac
-  sweep_run "$sweep/$name" "$frames/train" "$frames/dev" "$conf" distill "${opts[@]}" \
+  # NAME: parts joined by "_": "cached" (soft targets from the cache of the clean frames)
+  # or online teachers otherwise; mixupA, fmaskN set --mixup-alpha, --freq-mask (the
+  # dnn conf's freq_mask applies where no fmaskN is given; fmask0 turns it off).
+  local name=$1 source=("${teachers[@]}") opts=() part
+  for part in ${name//_/ }; do
+    case $part in
+      cached) source=(--soft-targets "$cache") ;;
+      online) ;;
+      mixup*) opts+=(--mixup-alpha "${part#mixup}") ;;
+      fmask*) opts+=(--freq-mask "${part#fmask}") ;;
+      *) echo "view_sweep: unknown run part '$part'" >&2; return 1 ;;
+    esac
+  done
+  sweep_run "$sweep/$name" "$frames/train" "$frames/dev" "$conf" distill "${source[@]}" "${opts[@]}" \
     --temperature "$t" --hard-weight "$hard_weight" --lr "$distill_lr" \
     --schedule "$student_schedule" --epochs "$epochs"
 }
