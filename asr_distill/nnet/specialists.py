@@ -1,0 +1,312 @@
+"""Specialists on confusable senones (Hinton et al. 2015, section 5), the parts that are
+pure arithmetic: grouping the senones a generalist confuses, the dustbin's bias
+correction, and the combination of a generalist with the specialists active for a
+frame.
+
+Confusable sets (section 5.3). The covariance matrix of the generalist's posterior
+vectors over the training frames has a column per senone; senones whose posteriors rise
+and fall together (a vowel's states across contexts) have similar columns. K-means on
+the columns (the paper uses an online version; here Lloyd's iterations from k-means++
+seeds, deterministic for a seed) gives disjoint sets. The columns are those of the
+correlation matrix scaled to unit length (:func:`normalised_columns`), so that a
+senone's frequency does not decide its set.
+
+Dustbin correction (section 5.1). A specialist's softmax covers its senones S plus one
+dustbin class for all others, and it is trained on batches with half of the frames
+from S, while a fraction ``f`` of the data has a senone of S. Its training prior is
+therefore ``0.5 / f`` times the natural one on S and ``0.5 / (1 - f)`` times on the
+dustbin; Bayes' rule with the natural priors puts the dustbin logit up by the log of the
+ratio of the two, ``log((1 - f) / f)`` (:func:`dustbin_log_correction`).
+
+Combination (section 5.4). For a frame, with the generalist's distribution ``p_g`` over
+all senones and the active specialists' ``p_m`` over ``S_m`` plus a dustbin, the full
+distribution ``q`` minimises::
+
+    KL(p_g || q) + sum_m KL(p_m || q_m)
+
+where ``q_m`` is ``q`` seen by specialist m: ``q(c)`` for ``c`` in ``S_m`` and
+``sum_{c not in S_m} q(c)`` for the dustbin. Up to constants this is the cross-entropy
+``-sum_c T(c) log q(c) - sum_m p_m(dust) log Q_m`` with ``T = p_g + sum_m p_m`` on the
+specialists' senones and ``Q_m`` the mass of q outside ``S_m``. It is convex in ``q``;
+:func:`combine` finds q's logits by gradient descent, for a batch of frames at once.
+With one specialist the minimiser has a closed form (:func:`combine_one_closed_form`,
+used by the tests): ``q(c) = (p_g(c) + p_m(c)) / 2`` on S, and outside S the mass
+``(p_g(not S) + p_m(dust)) / 2`` spread in proportion to ``p_g``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from asr_distill.errors import InputError
+from asr_distill.io import atomic_open
+from asr_distill.io.step import step_log
+from asr_distill.io.text import utf8_lines
+
+log = logging.getLogger(__name__)
+
+SETS_FILE = "sets.txt"
+READABLE_FILE = "sets_readable.txt"
+
+
+def posterior_covariance(posteriors: np.ndarray) -> np.ndarray:
+    """(P, P) covariance of posterior vectors (rows of ``posteriors``, (N, P)), in
+    float64."""
+    x = np.asarray(posteriors, dtype=np.float64)
+    if x.ndim != 2 or len(x) < 2:
+        raise ValueError(f"need (N >= 2, P) posteriors, not shape {x.shape}")
+    centred = x - x.mean(0)
+    return centred.T @ centred / (len(x) - 1)
+
+
+def normalised_columns(cov: np.ndarray) -> np.ndarray:
+    """The correlation matrix of a covariance, each column scaled to unit length. Raw
+    covariance columns scale with their senone's variance, so k-means on them puts the
+    few frequent senones (silence) in sets of their own and everything else in one;
+    on these columns it groups senones by the pattern of their co-variation alone."""
+    sd = np.sqrt(np.clip(np.diag(cov), 1e-30, None))
+    corr = cov / sd[:, None] / sd[None, :]
+    return corr / np.linalg.norm(corr, axis=0, keepdims=True)
+
+
+def cluster_columns(matrix: np.ndarray, num_clusters: int, *, seed: int = 0,
+                    iters: int = 100) -> np.ndarray:  # fmt: skip
+    """K-means of the columns of ``matrix`` (D, P) into ``num_clusters`` clusters: (P,)
+    cluster ids in ``0 .. num_clusters - 1``, every cluster non-empty. k-means++ seeds
+    from ``seed``, then Lloyd's iterations until nothing moves (at most ``iters``)."""
+    cols = np.asarray(matrix, dtype=np.float64).T  # (P, D): one point per column
+    num = len(cols)
+    if not 1 <= num_clusters <= num:
+        raise ValueError(f"num_clusters must be in 1..{num}, not {num_clusters}")
+    rng = np.random.default_rng(seed)
+    centres = [cols[rng.integers(num)]]
+    dist = ((cols - centres[0]) ** 2).sum(1)
+    for _ in range(1, num_clusters):
+        total = dist.sum()
+        pick = rng.choice(num, p=dist / total) if total > 0 else rng.integers(num)
+        centres.append(cols[pick])
+        dist = np.minimum(dist, ((cols - cols[pick]) ** 2).sum(1))
+    centre = np.stack(centres)
+    labels = np.full(num, -1)
+    for _ in range(iters):
+        d2 = ((cols[:, None, :] - centre[None]) ** 2).sum(-1)  # (P, K)
+        new = d2.argmin(1)
+        for k in range(num_clusters):  # an empty cluster takes the worst-fitted column
+            if not (new == k).any():
+                worst = d2[np.arange(num), new].argmax()
+                new[worst] = k
+                d2[worst] = 0.0
+        if (new == labels).all():
+            break
+        labels = new
+        for k in range(num_clusters):
+            centre[k] = cols[labels == k].mean(0)
+    return labels
+
+
+def dustbin_log_correction(fraction: float, share: float = 0.5) -> float:
+    """What to add to a specialist's dustbin logit when a ``share`` of each training batch
+    came from its senones, which cover a ``fraction`` of the natural frames:
+    ``log((share / fraction) / ((1 - share) / (1 - fraction)))``."""
+    if not (0.0 < fraction < 1.0 and 0.0 < share < 1.0):
+        raise ValueError(f"fraction and share must be in (0, 1): {fraction}, {share}")
+    return math.log(share / fraction) - math.log((1.0 - share) / (1.0 - fraction))
+
+
+def membership(sets: Sequence[Sequence[int]], num_pdfs: int) -> torch.Tensor:
+    """(M, P) float 0/1 matrix: row m marks the senones of set m."""
+    out = torch.zeros(len(sets), num_pdfs)
+    for m, s in enumerate(sets):
+        out[m, torch.as_tensor(list(s), dtype=torch.long)] = 1.0
+    return out
+
+
+def combine_objective(log_q: torch.Tensor, target: torch.Tensor, dust: torch.Tensor,
+                      member: torch.Tensor) -> torch.Tensor:  # fmt: skip
+    """Per frame (B,): ``-sum_c T(c) log q(c) - sum_m dust_m log Q_m`` for log q (B, P),
+    the summed targets T (B, P), the active specialists' dustbin probabilities
+    ``dust`` (B, M; 0 where a specialist is inactive) and the sets (M, P)."""
+    q = log_q.exp()
+    outside = (1.0 - q @ member.T).clamp_min(1e-30)  # (B, M): q's mass outside each set
+    return -(target * log_q).sum(-1) - (dust * outside.log()).sum(-1)
+
+
+def combine(
+    generalist: torch.Tensor,
+    specialists: Sequence[torch.Tensor],
+    sets: Sequence[Sequence[int]],
+    active: torch.Tensor,
+    *,
+    steps: int = 200,
+    lr: float = 0.5,
+) -> torch.Tensor:
+    """log q (B, P) of section 5.4 for a batch of frames.
+
+    ``generalist``: log p_g (B, P). ``specialists[m]``: log p_m (B, |S_m| + 1), its
+    senones in the order of ``sets[m]`` then the dustbin (already bias-corrected).
+    ``active``: (B, M) bool, which specialists take part for each frame. q's logits
+    start at log p_g and follow Adam for ``steps`` steps on the summed objective (the
+    frames are independent, so this is each frame's own descent).
+    """
+    num_frames, num_pdfs = generalist.shape
+    member = membership(sets, num_pdfs).to(generalist)
+    act = active.to(generalist.dtype)
+    target = generalist.exp().clone()
+    dust = torch.zeros(num_frames, len(sets), dtype=generalist.dtype)
+    for m, (s, logp) in enumerate(zip(sets, specialists, strict=True)):
+        if logp.shape != (num_frames, len(s) + 1):
+            raise ValueError(f"specialist {m}: log-probs of shape {tuple(logp.shape)}, "
+                             f"expected {(num_frames, len(s) + 1)}")  # fmt: skip
+        p = logp.exp() * act[:, m : m + 1]
+        target[:, torch.as_tensor(list(s), dtype=torch.long)] += p[:, :-1]
+        dust[:, m] = p[:, -1]
+    if not active.any():
+        return generalist.log_softmax(-1)
+    z = generalist.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([z], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            opt.zero_grad(set_to_none=True)
+            combine_objective(z.log_softmax(-1), target, dust, member).sum().backward()
+            opt.step()
+    return z.detach().log_softmax(-1)
+
+
+def combine_one_closed_form(generalist: torch.Tensor, specialist: torch.Tensor,
+                            senones: Sequence[int]) -> torch.Tensor:  # fmt: skip
+    """The exact minimiser for one active specialist (log q, (B, P)); see the module
+    docstring."""
+    pg = generalist.exp()
+    pm = specialist.exp()
+    idx = torch.as_tensor(list(senones), dtype=torch.long)
+    inside = torch.zeros(pg.shape[1], dtype=torch.bool)
+    inside[idx] = True
+    pg_out = pg[:, ~inside].sum(-1, keepdim=True)
+    q = pg * ((pg_out + pm[:, -1:]) / 2) / pg_out
+    q[:, idx] = (pg[:, idx] + pm[:, :-1]) / 2
+    return q.log()
+
+
+# --------------------------------------------------------------------------- the step
+
+
+@torch.no_grad()
+def store_posterior_covariance(model: torch.nn.Module, store, *, batch_size: int = 4096
+                               ) -> tuple[np.ndarray, np.ndarray, int]:  # fmt: skip
+    """The (P, P) covariance and (P,) mean of ``model``'s posteriors over every frame of
+    ``store`` (a FrameStore or a view of one), summed in float64 batch by batch, and the
+    number of frames."""
+    cfg = model.config
+    total = second = None
+    frames = 0
+    for batch in store.batches(batch_size, left=cfg.left_context, right=cfg.right_context,
+                               shuffle=False):  # fmt: skip
+        p = model(batch.inputs).float().softmax(-1).double()
+        total = p.sum(0) if total is None else total + p.sum(0)
+        second = p.T @ p if second is None else second + p.T @ p
+        frames += len(p)
+    if frames < 2:
+        raise ValueError("fewer than two frames")
+    mean = total / frames
+    cov = (second - frames * torch.outer(mean, mean)) / (frames - 1)
+    return cov.numpy(), mean.numpy(), frames
+
+
+def senone_names(gmm_dir: str | Path, phones_txt: str | Path) -> list[str]:
+    """Per pdf, the phones and HMM states that use it (from the GMM's transition model),
+    e.g. ``AH_B.1 AH_I.1``; position-dependent phones keep their suffix."""
+    from asr_distill.hmm.model import GmmHmm
+
+    names: dict[int, str] = {}
+    for _, line in utf8_lines(Path(phones_txt)):
+        fields = line.split()
+        if len(fields) == 2:
+            names[int(fields[1])] = fields[0]
+    model = GmmHmm.load(gmm_dir)
+    uses: list[set[str]] = [set() for _ in range(model.num_pdfs)]
+    for t in model.trans_model.tuples:
+        phone, hmm_state, forward_pdf, self_loop_pdf = t.__getstate__()
+        label = f"{names.get(phone, phone)}.{hmm_state}"
+        for pdf in {forward_pdf, self_loop_pdf}:
+            uses[pdf].add(label)
+    return [" ".join(sorted(u)) for u in uses]
+
+
+@dataclasses.dataclass
+class ClusterConfig:
+    """num_sets: M, the specialists [10]; max_frames: frames whose posteriors enter the
+    covariance, whole utterances drawn by seed (0: all) [200000]; seed [0]."""
+
+    num_sets: int = 10
+    max_frames: int = 200000
+    seed: int = 0
+
+
+def cluster_senones(model_path: str | Path, store_dir: str | Path, out_dir: str | Path,
+                    config: ClusterConfig | None = None, *, gmm_dir: str | Path | None = None,
+                    phones_txt: str | Path | None = None, force: bool = False) -> Path:  # fmt: skip
+    """``cluster-senones``: the generalist's posterior covariance on a frame store, k-means
+    on its columns, and OUT_DIR/sets.txt (``set-id pdf pdf ...``, one set a line) plus
+    OUT_DIR/sets_readable.txt (each set's senones with their training frame counts and,
+    given ``gmm_dir`` and ``phones_txt``, the phones and HMM states that use them)."""
+    from asr_distill.features.framestore import FrameStore
+    from asr_distill.nnet.model import SpliceDnn
+
+    config = config or ClusterConfig()
+    out_dir = Path(out_dir)
+    with step_log(out_dir, "cluster-senones.log", force=force, config=config) as run:
+        if not run:
+            return out_dir / SETS_FILE
+        model = SpliceDnn.load(model_path).eval()
+        full = store = FrameStore(store_dir)
+        if config.max_frames and store.num_frames > config.max_frames:
+            store = store.subset(config.max_frames / store.num_frames, seed=config.seed)
+        cov, mean, frames = store_posterior_covariance(model, store)
+        labels = cluster_columns(normalised_columns(cov), config.num_sets, seed=config.seed)
+        targets = np.asarray(full.targets)
+        counts = np.bincount(targets[targets >= 0], minlength=len(labels))  # aligned frames
+        names = senone_names(gmm_dir, phones_txt) if gmm_dir and phones_txt else None
+        sets = [np.flatnonzero(labels == k) for k in range(config.num_sets)]
+        # largest set first; ties by their first senone
+        sets.sort(key=lambda s: (-len(s), int(s[0])))
+        with atomic_open(out_dir / SETS_FILE) as f:
+            for k, s in enumerate(sets):
+                f.write(f"{k} {' '.join(map(str, s.tolist()))}\n")
+        with atomic_open(out_dir / READABLE_FILE) as f:
+            for k, s in enumerate(sets):
+                share = counts[s].sum() / max(counts.sum(), 1)
+                f.write(f"set {k}: {len(s)} senones, {100 * share:.2f} % of the training "
+                        f"frames\n")  # fmt: skip
+                for pdf in s[np.argsort(-counts[s], kind="stable")]:
+                    extra = f"  {names[pdf]}" if names else ""
+                    f.write(f"  pdf {pdf:5d}  {counts[pdf]:8d} frames  mean posterior "
+                            f"{mean[pdf]:.4f}{extra}\n")  # fmt: skip
+        log.info("cluster-senones: %d frames, %d senones in %d sets (sizes %s) -> %s", frames,
+                 len(labels), config.num_sets, [len(s) for s in sets], out_dir)  # fmt: skip
+    return out_dir / SETS_FILE
+
+
+def read_sets(path: str | Path) -> list[list[int]]:
+    """The senone sets of a ``sets.txt`` (error naming the file and line)."""
+    sets: list[list[int]] = []
+    for lineno, line in utf8_lines(Path(path)):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            ids = [int(x) for x in fields]
+        except ValueError:
+            raise InputError("not integers (set-id pdf ...)", path, lineno) from None
+        if ids[0] != len(sets) or len(ids) < 2:
+            raise InputError(f"expected set {len(sets)} with at least one pdf", path, lineno)
+        sets.append(ids[1:])
+    if not sets:
+        raise InputError("no sets", path)
+    return sets

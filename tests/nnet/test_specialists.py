@@ -1,0 +1,174 @@
+"""Specialists' arithmetic (issue 19): the KL combination against its closed form, the
+dustbin correction against Bayes' rule, k-means recovering planted blocks."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from asr_distill.nnet import specialists as sp
+
+
+def _log_probs(*shape, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return (2.0 * torch.randn(*shape, generator=g, dtype=torch.float64)).log_softmax(-1)
+
+
+def test_one_specialist_matches_the_closed_form():
+    gen = _log_probs(16, 12)
+    senones = [1, 4, 5, 9]
+    spec = _log_probs(16, len(senones) + 1, seed=1)
+    active = torch.ones(16, 1, dtype=torch.bool)
+    q = sp.combine(gen, [spec], [senones], active, steps=400)
+    ref = sp.combine_one_closed_form(gen, spec, senones)
+    assert torch.allclose(q.exp(), ref.exp(), atol=1e-4)
+    assert torch.allclose(q.exp().sum(-1), torch.ones(16, dtype=torch.float64))
+    # the closed form is the minimum: any nudge of it raises the objective
+    member = sp.membership([senones], 12).double()
+    target = gen.exp().clone()
+    target[:, senones] += spec.exp()[:, :-1]
+    dust = spec.exp()[:, -1:]
+    best = sp.combine_objective(ref, target, dust, member)
+    nudged = (ref + 0.05 * _log_probs(16, 12, seed=2)).log_softmax(-1)
+    assert (sp.combine_objective(nudged, target, dust, member) > best).all()
+
+
+def test_closed_form_by_hand():
+    # p_g = (0.5, 0.3, 0.2), a specialist on senone 0: p_m = (0.9, dustbin 0.1).
+    gen = torch.tensor([[0.5, 0.3, 0.2]], dtype=torch.float64).log()
+    spec = torch.tensor([[0.9, 0.1]], dtype=torch.float64).log()
+    q = sp.combine_one_closed_form(gen, spec, [0]).exp()
+    # on S: (0.5 + 0.9) / 2 = 0.7; outside: (0.5 + 0.1) / 2 = 0.3 split 0.3 : 0.2
+    assert torch.allclose(q, torch.tensor([[0.7, 0.18, 0.12]], dtype=torch.float64))
+    q_gd = sp.combine(gen, [spec], [[0]], torch.ones(1, 1, dtype=torch.bool), steps=400)
+    assert torch.allclose(q_gd.exp(), q, atol=1e-4)
+
+
+def test_inactive_specialists_leave_the_generalist_alone():
+    gen = _log_probs(8, 10)
+    specs = [_log_probs(8, 4, seed=3), _log_probs(8, 3, seed=4)]
+    sets = [[0, 1, 2], [5, 6]]
+    active = torch.zeros(8, 2, dtype=torch.bool)
+    active[0, 0] = True  # one frame with one specialist
+    q = sp.combine(gen, specs, sets, active, steps=400)
+    assert torch.allclose(q[1:].exp(), gen[1:].exp(), atol=1e-4)
+    ref = sp.combine_one_closed_form(gen[:1], specs[0][:1], sets[0])
+    assert torch.allclose(q[:1].exp(), ref.exp(), atol=1e-4)
+    assert torch.equal(sp.combine(gen, specs, sets, torch.zeros(8, 2, dtype=torch.bool)),
+                       gen.log_softmax(-1))  # fmt: skip
+
+
+def test_two_overlapping_specialists_lower_the_objective_monotonically():
+    gen = _log_probs(6, 9)
+    sets = [[0, 1, 2, 3], [2, 3, 4]]
+    specs = [_log_probs(6, 5, seed=5), _log_probs(6, 4, seed=6)]
+    active = torch.ones(6, 2, dtype=torch.bool)
+    member = sp.membership(sets, 9).double()
+    target = gen.exp().clone()
+    dust = torch.zeros(6, 2, dtype=torch.float64)
+    for m, (s, p) in enumerate(zip(sets, specs, strict=True)):
+        target[:, s] += p.exp()[:, :-1]
+        dust[:, m] = p.exp()[:, -1]
+    objective = [sp.combine_objective(sp.combine(gen, specs, sets, active, steps=n),
+                                      target, dust, member).sum().item()
+                 for n in (0, 25, 100, 400)]  # fmt: skip
+    assert objective == sorted(objective, reverse=True)
+    # converged: the stationarity condition of the constrained problem holds
+    q = sp.combine(gen, specs, sets, active, steps=1000).exp()
+    outside = 1.0 - q @ member.T
+    grad = target / q + (dust / outside) @ (1.0 - member)  # -d objective / d q(c)
+    lam = grad.mean(-1, keepdim=True)
+    assert torch.allclose(grad, lam, rtol=1e-3)
+
+
+@pytest.mark.parametrize("fraction", [0.05, 0.3, 0.7])
+def test_dustbin_correction_restores_the_natural_posterior(fraction):
+    # a frame's natural posterior over S (3 senones) and the dustbin
+    natural = torch.tensor([0.2, 0.1, 0.05, 0.65], dtype=torch.float64)
+    share = 0.5  # half of each batch from S
+    ratio = torch.tensor([share / fraction] * 3 + [(1 - share) / (1 - fraction)],
+                         dtype=torch.float64)  # fmt: skip
+    trained = natural * ratio / (natural * ratio).sum()  # what the specialist learns
+    logits = trained.log()
+    logits[-1] += sp.dustbin_log_correction(fraction, share)
+    assert torch.allclose(logits.softmax(-1), natural)
+    assert sp.dustbin_log_correction(0.25) == pytest.approx(math.log(3.0))
+    with pytest.raises(ValueError):
+        sp.dustbin_log_correction(0.0)
+
+
+def test_kmeans_on_posterior_covariance_recovers_planted_blocks():
+    # 12 senones in 3 planted groups: frames pick a group, then spread their posterior
+    # over that group's senones, so a group's columns co-vary.
+    rng = np.random.default_rng(0)
+    groups = [[0, 4, 8, 11], [1, 2, 6], [3, 5, 7, 9, 10]]
+    post = np.zeros((3000, 12))
+    for row in post:
+        g = groups[rng.integers(3)]
+        row[g] = rng.dirichlet(np.ones(len(g)))
+    post = 0.9 * post + 0.1 * rng.dirichlet(np.ones(12), size=3000)
+    cov = sp.posterior_covariance(post)
+    assert np.allclose(cov, np.cov(post, rowvar=False))
+    labels = sp.cluster_columns(sp.normalised_columns(cov), 3, seed=1)
+    found = sorted(sorted(np.flatnonzero(labels == k).tolist()) for k in range(3))
+    assert found == sorted(groups)
+    assert np.array_equal(labels, sp.cluster_columns(sp.normalised_columns(cov), 3, seed=1))
+
+
+def test_normalised_columns_ignore_each_senones_scale():
+    # A senone's variance grows with its frequency; the columns k-means sees do not: a
+    # covariance D C D (D diagonal, positive) gives the same columns as C.
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6))
+    cov = np.cov(x, rowvar=False)
+    d = np.diag(rng.uniform(0.01, 100.0, 6))
+    cols = sp.normalised_columns(cov)
+    assert np.allclose(sp.normalised_columns(d @ cov @ d), cols)
+    assert np.allclose(np.linalg.norm(cols, axis=0), 1.0)
+
+
+def test_cluster_columns_keeps_every_cluster_non_empty():
+    labels = sp.cluster_columns(np.eye(5), 5, seed=0)
+    assert sorted(labels.tolist()) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError):
+        sp.cluster_columns(np.eye(3), 4)
+
+
+def test_cluster_senones_step_writes_sets_and_names(tmp_path, mono, gmm_system):
+    from asr_distill.cli import main
+    from asr_distill.features.framestore_build import build_frame_store
+    from asr_distill.nnet.model import DnnConfig, SpliceDnn
+    from tests.nnet.test_train import DIM, PDFS, learnable_utts
+
+    feats, targets = learnable_utts(20, 0)
+    build_frame_store(tmp_path / "train", feats, targets=targets, num_pdfs=PDFS)
+    torch.manual_seed(0)
+    SpliceDnn(DnnConfig(num_pdfs=PDFS, feat_dim=DIM, left_context=2, right_context=2,
+                        hidden_layers=1, hidden_dim=16)).save(tmp_path / "gen")  # fmt: skip
+    out = tmp_path / "sets"
+    args = ["cluster-senones", "--num-sets", "3", str(tmp_path / "gen"), str(tmp_path / "train"),
+            str(out)]  # fmt: skip
+    assert main(args) == 0
+    sets = sp.read_sets(out / "sets.txt")
+    assert len(sets) == 3 and sorted(p for s in sets for p in s) == list(range(PDFS))
+    readable = (out / "sets_readable.txt").read_text()
+    assert readable.count("set ") == 3 and readable.count("pdf ") == PDFS
+    before = (out / "sets.txt").stat().st_mtime_ns
+    assert main(args) == 0  # finished: nothing to do
+    assert (out / "sets.txt").stat().st_mtime_ns == before
+    # names of a GMM's pdfs: its phones and HMM states
+    names = sp.senone_names(mono, gmm_system / "data" / "lang" / "phones.txt")
+    assert len(names) > 1 and all(names)
+    assert any(n.startswith("SIL") for n in names) and all("." in n for n in names)
+    assert main([*args[:1], "--force", "--gmm-dir", str(mono), *args[1:]]) == 1  # no --phones
+
+
+def test_read_sets_names_file_and_line(tmp_path):
+    path = tmp_path / "sets.txt"
+    path.write_text("0 1 2\n2 3\n")
+    with pytest.raises(sp.InputError, match=r"sets.txt:2"):
+        sp.read_sets(path)
+    path.write_text("0 1 x\n")
+    with pytest.raises(sp.InputError, match=r"sets.txt:1"):
+        sp.read_sets(path)
