@@ -38,7 +38,7 @@ COMMANDS = {
     "report": "report_cmds",
     "make-soft-targets": "soft_target_cmds",
     "make-synth-corpus": "synth_cmds",
-    "cluster-senones": "specialist_cmds",
+    "cluster-senones": "specialist_cmds", "train-specialists": "specialist_cmds",
 }  # fmt: skip
 
 log = logging.getLogger("asr_distill")

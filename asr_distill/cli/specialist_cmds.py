@@ -34,6 +34,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--force", action="store_true", help="redo a finished OUT_DIR")
     p.set_defaults(func=_cluster)
 
+    from asr_distill.cli.nnet_cmds import add_train_options
+    from asr_distill.nnet.specialists import SpecialistConfig
+
+    p = sub.add_parser(
+        "train-specialists",
+        help="one specialist per senone set: its senones + a dustbin, from the generalist",
+        description="For each set of SETS (cluster-senones' sets.txt; --set picks some), train "
+        "OUT_DIR/spec<m> like train-dnn: the generalist's shape and weights to start from, a "
+        "softmax over the set's senones plus one dustbin class for all others, batches half "
+        "from frames of the set and half from the rest, loss (1 - w) CE(labels) + w T^2 "
+        "CE(the generalist's distribution at T, projected onto the set + dustbin) with w = "
+        "--soft-weight. OUT_DIR/spec<m>/specialist.yaml records the set, the share of the "
+        "training frames it covers and the dustbin logit's correction for the oversampling "
+        "(Hinton et al. 2015, section 5). Each run resumes like train-dnn.",
+        epilog="example: asr-distill train-specialists --config conf/dnn_cpu.yaml --epochs 3 "
+        "exp/dnn/final exp/senone_sets/sets.txt frames/train frames/dev exp/specialists",
+    )
+    p.add_argument("generalist", help="the generalist (stem of <stem>.safetensors)")
+    p.add_argument("sets", help="sets.txt of cluster-senones")
+    p.add_argument("train_store")
+    p.add_argument("dev_store")
+    p.add_argument("out_dir")
+    p.add_argument("--set", type=int, action="append", dest="which", metavar="M",
+                   help="train set M's specialist only (repeatable; default: all)")  # fmt: skip
+    add_config_options(p, SpecialistConfig)
+    add_train_options(p)
+    p.set_defaults(func=_train_specialists)
+
 
 def _cluster(args: argparse.Namespace) -> int:
     from asr_distill.nnet.specialists import ClusterConfig, cluster_senones
@@ -44,4 +72,23 @@ def _cluster(args: argparse.Namespace) -> int:
     path = cluster_senones(args.model, args.store, args.out_dir, config, gmm_dir=args.gmm_dir,
                            phones_txt=args.phones, force=args.force)  # fmt: skip
     print(path)
+    return 0
+
+
+def _train_specialists(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    from asr_distill.cli.nnet_cmds import train_config_from_args
+    from asr_distill.nnet.model import SpliceDnn
+    from asr_distill.nnet.specialists import SpecialistConfig, train_specialists
+
+    g = SpliceDnn.load(args.generalist).config
+    # a specialist has the generalist's shape, whatever --config says
+    train_config = dataclasses.replace(
+        train_config_from_args(args), hidden_layers=g.hidden_layers, hidden_dim=g.hidden_dim,
+        left_context=g.left_context, right_context=g.right_context)  # fmt: skip
+    config = config_from_args(SpecialistConfig, args, None)
+    train_specialists(args.generalist, args.sets, args.train_store, args.dev_store, args.out_dir,
+                      train_config, config, which=args.which, force=args.force,
+                      progress=not args.no_progress)  # fmt: skip
     return 0

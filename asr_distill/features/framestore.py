@@ -123,6 +123,7 @@ class FrameStore:
         self._utt_index = np.arange(u, dtype=np.int64)  # (U_view,)
         self._position: dict[str, int] | None = None
         self._device_copy: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._balance: np.ndarray | None = None  # (P,) bool: see balanced()
         if verify_checksum:
             self.verify_checksum()
 
@@ -204,6 +205,62 @@ class FrameStore:
         view._utt_index = self._utt_index[np.sort(chosen)]
         view._position = None
         return view
+
+    def relabelled(self, mapping: np.ndarray) -> FrameStore:
+        """A view whose targets are ``mapping[target]`` (unlabelled frames stay -1) and whose
+        ``num_pdfs`` is ``mapping.max() + 1``: a specialist's senones and its dustbin.
+        The mapped targets are held in memory (4 bytes a frame)."""
+        mapping = np.asarray(mapping, dtype=np.int32)
+        if self.num_pdfs is None or mapping.shape != (self.num_pdfs,) or mapping.min() < 0:
+            raise ValueError(f"mapping must give each of the {self.num_pdfs} pdfs an id >= 0")
+        view = copy.copy(self)
+        view._targets = np.where(self._targets >= 0, mapping[np.maximum(self._targets, 0)], -1)
+        view.meta = {**self.meta, "num_pdfs": int(mapping.max()) + 1}
+        view._device_copy = None
+        view._balance = None
+        return view
+
+    def balanced(self, classes: np.ndarray | list[int]) -> FrameStore:
+        """A view whose epochs (:meth:`batches`) take labelled frames only, alternating
+        one whose target is in ``classes`` and one whose target is not, so every batch is
+        half of each (Hinton et al. 2015, section 5: a specialist's training data). An
+        epoch has ``2 min(n_in, n_out)`` frames; shuffled, each epoch draws afresh which
+        frames of the larger side take part."""
+        if self.num_pdfs is None:
+            raise ValueError("a view balanced by class needs pdf targets")
+        mask = np.zeros(self.num_pdfs, dtype=bool)
+        mask[np.asarray(classes, dtype=np.int64)] = True
+        view = copy.copy(self)
+        view._balance = mask
+        return view
+
+    def _balanced_sides(self) -> tuple[np.ndarray, np.ndarray]:
+        frames = self.frame_indices(labelled_only=True)
+        inside = self._balance[self._targets[frames]]
+        return frames[inside], frames[~inside]
+
+    def _epoch_size(self, labelled_only: bool) -> int:
+        """Frames in one epoch of :meth:`batches`."""
+        if self._balance is not None:
+            a, b = self._balanced_sides()
+            return 2 * min(len(a), len(b))
+        return self.num_labelled_frames if labelled_only else self.num_frames
+
+    def _epoch_frames(self, labelled_only: bool, shuffle: bool, seed: int,
+                      epoch: int) -> np.ndarray:  # fmt: skip
+        """Store frame indices of one epoch, in the order :meth:`batches` visits them."""
+        if self._balance is not None:
+            a, b = self._balanced_sides()
+            n = min(len(a), len(b))
+            if shuffle:
+                rng = np.random.default_rng([seed, epoch])
+                a, b = a[rng.permutation(len(a))], b[rng.permutation(len(b))]
+            return np.stack([a[:n], b[:n]], axis=1).reshape(-1)
+        frames = self.frame_indices(labelled_only)  # (n,)
+        if shuffle:
+            order = np.random.default_rng([seed, epoch]).permutation(len(frames))
+            frames = frames[order]
+        return frames
 
     def frame_indices(self, labelled_only: bool = False) -> np.ndarray:
         """Store frame indices of this view in store order, ``(n,)`` int64."""
@@ -323,7 +380,7 @@ class FrameStore:
         """Global batches per epoch of :meth:`batches` with the same arguments."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        n = self.num_labelled_frames if labelled_only else self.num_frames
+        n = self._epoch_size(labelled_only)
         return n // batch_size if drop_last else -(-n // batch_size)
 
     def batches(
@@ -390,10 +447,7 @@ class FrameStore:
         labelled_only: bool,
         device: torch.device | str | None,
     ) -> Iterator[FrameBatch]:
-        frames = self.frame_indices(labelled_only)  # (n,)
-        if shuffle:
-            order = np.random.default_rng([seed, epoch]).permutation(len(frames))
-            frames = frames[order]
+        frames = self._epoch_frames(labelled_only, shuffle, seed, epoch)  # (n,)
         # With a device, the epoch's frame order goes there once, not a batch at a time.
         frames_dev = None if device is None else torch.from_numpy(frames).to(device)
         for b in range(start_batch, num_batches):

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import yaml
 
 from asr_distill.errors import InputError
 from asr_distill.io import atomic_open
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 
 SETS_FILE = "sets.txt"
 READABLE_FILE = "sets_readable.txt"
+SPECIALIST_FILE = "specialist.yaml"
 
 
 def posterior_covariance(posteriors: np.ndarray) -> np.ndarray:
@@ -310,3 +312,163 @@ def read_sets(path: str | Path) -> list[list[int]]:
     if not sets:
         raise InputError("no sets", path)
     return sets
+
+
+# --------------------------------------------------------------------------- training
+
+
+@dataclasses.dataclass
+class SpecialistConfig:
+    """soft_weight: weight of the generalist's soft targets (projected onto the
+    specialist's senones and its dustbin, at temperature, scaled by T^2), the paper's
+    remedy for a specialist's overfitting; the hard term gets 1 - soft_weight [0.5];
+    temperature [2.0]."""
+
+    soft_weight: float = 0.5
+    temperature: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.soft_weight <= 1.0:
+            raise ValueError(f"soft_weight must be in [0, 1], not {self.soft_weight}")
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, not {self.temperature}")
+
+
+def set_mapping(senones: Sequence[int], num_pdfs: int) -> np.ndarray:
+    """(P,) int32: senone ``senones[i]`` -> i, every other pdf -> the dustbin ``len(senones)``."""
+    mapping = np.full(num_pdfs, len(senones), dtype=np.int32)
+    mapping[np.asarray(list(senones), dtype=np.int64)] = np.arange(len(senones), dtype=np.int32)
+    return mapping
+
+
+class SpecialistObjective:
+    """The trainer's objective for one specialist: its senones plus a dustbin, batches
+    half from its senones (:meth:`FrameStore.balanced`), weights from the generalist,
+    hard cross-entropy plus the generalist's projected soft targets."""
+
+    labelled_only = True
+    unused_parameters = False
+
+    def __init__(self, generalist: str | Path, senones: Sequence[int], config: SpecialistConfig):
+        from asr_distill.nnet.ensemble import model_digest
+        from asr_distill.nnet.model import SpliceDnn
+
+        self.c = config
+        self.generalist_path = str(generalist)
+        self.generalist = SpliceDnn.load(generalist).eval()
+        for p in self.generalist.parameters():
+            p.requires_grad_(False)
+        self.digest = model_digest(generalist)
+        self.senones = [int(s) for s in senones]
+        num_pdfs = self.generalist.config.num_pdfs
+        if not self.senones or len(set(self.senones)) != len(self.senones) or \
+                min(self.senones) < 0 or max(self.senones) >= num_pdfs:  # fmt: skip
+            raise InputError(f"a specialist's senones must be distinct pdfs of 0..{num_pdfs - 1}",
+                             generalist)  # fmt: skip
+        self.mapping = set_mapping(self.senones, num_pdfs)
+        self.name = f"specialist on {len(self.senones)} senones + dustbin"
+        self.fraction: float | None = None  # of the labelled training frames in the set
+
+    def views(self, train, dev):
+        if train.num_pdfs != self.generalist.config.num_pdfs:
+            raise InputError(f"the store has {train.num_pdfs} pdfs, the generalist "
+                             f"{self.generalist.config.num_pdfs}", train.path)  # fmt: skip
+        labels = np.asarray(train.targets)[train.frame_indices(labelled_only=True)]
+        inside = np.isin(labels, self.senones)
+        if inside.all() or not inside.any():
+            raise InputError("a specialist needs labelled frames inside and outside its set",
+                             train.path)  # fmt: skip
+        self.fraction = float(inside.mean())
+        classes = np.arange(len(self.senones))
+        return (train.relabelled(self.mapping).balanced(classes),
+                dev.relabelled(self.mapping).balanced(classes))  # fmt: skip
+
+    def setup(self, student, device: torch.device) -> None:
+        """Start from the generalist: its input normalisation and hidden layers, its
+        output rows for the set, and for the dustbin the mean of the other rows with the
+        log-sum-exp of their biases."""
+        g, s = self.generalist, student
+        if (g.config.hidden_layers, g.config.hidden_dim, g.config.left_context,
+                g.config.right_context, g.config.feat_dim) != (
+                s.config.hidden_layers, s.config.hidden_dim, s.config.left_context,
+                s.config.right_context, s.config.feat_dim):  # fmt: skip
+            raise InputError("the specialist's shape (--config) differs from the generalist's",
+                             self.generalist_path)  # fmt: skip
+        idx = torch.as_tensor(self.senones)
+        rest = torch.as_tensor(np.flatnonzero(self.mapping == len(self.senones)))
+        with torch.no_grad():
+            s.input_mean.copy_(g.input_mean)
+            s.input_inv_std.copy_(g.input_inv_std)
+            for a, b in zip(s.hidden, g.hidden, strict=True):
+                a.weight.copy_(b.weight)
+                a.bias.copy_(b.bias)
+            s.output.weight[:-1].copy_(g.output.weight[idx])
+            s.output.bias[:-1].copy_(g.output.bias[idx])
+            s.output.weight[-1].copy_(g.output.weight[rest].mean(0))
+            s.output.bias[-1].copy_(g.output.bias[rest].logsumexp(0))
+        self.generalist.to(device)
+        self.rest = rest.to(device)
+        self.idx = idx.to(device)
+
+    def wrap(self, student):
+        return student
+
+    def priors(self):
+        return None, ""
+
+    def judged(self, epoch: int) -> bool:
+        return True
+
+    def identity(self) -> dict:
+        return {"objective": self.name, "specialist_config": dataclasses.asdict(self.c),
+                "generalist": self.digest, "senones": self.senones}  # fmt: skip
+
+    def record(self, exp_dir: Path) -> None:
+        with atomic_open(exp_dir / SPECIALIST_FILE) as f:
+            yaml.safe_dump({"generalist": self.generalist_path, "generalist_sha256": self.digest,
+                            "senones": self.senones, "train_fraction": self.fraction,
+                            "dustbin_correction": dustbin_log_correction(self.fraction),
+                            **dataclasses.asdict(self.c)}, f, sort_keys=False)  # fmt: skip
+
+    def loss(self, model, batch, device: torch.device, epoch: int):
+        from asr_distill.nnet import losses
+
+        x = batch.inputs.to(device, non_blocking=True)
+        y = batch.targets.to(device, non_blocking=True)
+        logits = model(x)  # (B, |S| + 1)
+        hard = losses.hard_cross_entropy(logits, y)
+        if self.c.soft_weight == 0:
+            return hard, logits, y
+        t = self.c.temperature
+        with torch.no_grad():
+            logp = (self.generalist(x).float() / t).log_softmax(-1)  # (B, P)
+            teacher = torch.cat([logp[:, self.idx], logp[:, self.rest].logsumexp(-1, True)], -1)
+        soft = losses.soft_cross_entropy(logits, teacher, t)
+        return (1 - self.c.soft_weight) * hard + self.c.soft_weight * t * t * soft, logits, y
+
+
+def train_specialists(
+    generalist: str | Path, sets_path: str | Path, train_store: str | Path,
+    dev_store: str | Path, out_dir: str | Path, train_config, config: SpecialistConfig,
+    *, which: Sequence[int] | None = None, force: bool = False, progress: bool = False,
+) -> list[Path]:  # fmt: skip
+    """``train-specialists``: one specialist per set of ``sets_path`` (or the set ids in
+    ``which``) into ``out_dir/spec<m>``, each a train-dnn run (resumable, done marker) with
+    :class:`SpecialistObjective`; its ``specialist.yaml`` holds the set and the dustbin's
+    bias correction. Returns the specialists' dirs."""
+    from asr_distill.nnet.train import train_dnn
+
+    sets = read_sets(sets_path)
+    which = list(range(len(sets))) if which is None else list(which)
+    for m in which:
+        if not 0 <= m < len(sets):
+            raise InputError(f"no set {m} (sets 0..{len(sets) - 1})", sets_path)
+    dirs = []
+    for m in which:
+        exp = Path(out_dir) / f"spec{m}"
+        objective = SpecialistObjective(generalist, sets[m], config)
+        log.info("train-specialists: set %d (%d senones) -> %s", m, len(sets[m]), exp)
+        train_dnn(train_store, dev_store, exp, train_config, force=force, progress=progress,
+                  objective=objective)  # fmt: skip
+        dirs.append(exp)
+    return dirs

@@ -219,6 +219,11 @@ class Objective:
     def setup(self, student: SpliceDnn, device: torch.device) -> None:
         return None
 
+    def views(self, train: FrameStore, dev: FrameStore) -> tuple[FrameStore, FrameStore]:
+        """The views of the training and dev stores that this objective trains and is
+        judged on (a specialist's: its senones plus a dustbin, half-and-half batches)."""
+        return train, dev
+
     def wrap(self, student: SpliceDnn) -> nn.Module:
         return student
 
@@ -400,6 +405,7 @@ def _train(
         raise InputError("the training frame store has no pdf targets", train_path)
     if config.data_fraction < 1:
         train = train.subset(config.data_fraction, seed=config.seed)
+    train, dev = objective.views(train, dev)
     num_pdfs = int(train.num_pdfs)
     mconf = model_config(config, num_pdfs, train.dim)
     identity = run_identity(config, train, dev, objective)

@@ -458,3 +458,44 @@ def test_killed_run_temp_files_are_removed_and_a_full_disk_is_refused(tmp_path, 
     with pytest.raises(InputError, match=r"fs2: the frame store needs .* GiB but only"):
         build_frame_store(tmp_path / "fs2", utts)
     assert not (tmp_path / "fs2" / "feats.npy").exists()
+
+
+def test_relabelled_and_balanced_views(tmp_path):
+    utts = make_utts(lengths=[20 + i for i in range(30)], dim=4)
+    targets = make_targets(utts)
+    first = next(iter(targets))
+    targets[first][:3] = -1  # unlabelled frames stay out and stay -1
+    build_frame_store(tmp_path / "fs", utts, targets=targets, num_pdfs=NUM_PDFS)
+    store = FrameStore(tmp_path / "fs")
+    senones = [3, 7, 11, 20, 21]  # a specialist's set: ids 0..4, the dustbin 5
+    mapping = np.full(NUM_PDFS, 5, dtype=np.int32)
+    mapping[senones] = np.arange(5)
+    view = store.relabelled(mapping)
+    assert view.num_pdfs == 6 and store.num_pdfs == NUM_PDFS
+    t = np.asarray(store.targets)
+    expected = np.where(t >= 0, mapping[np.maximum(t, 0)], -1)
+    assert np.array_equal(view.targets, expected)
+    assert np.array_equal(view.gather(np.arange(10)).targets.numpy(), expected[:10])
+    assert view.num_labelled_frames == store.num_labelled_frames
+    with pytest.raises(ValueError):
+        store.relabelled(mapping[:-1])
+
+    bal = view.balanced(np.arange(5))
+    n_in = int(np.isin(t, senones).sum())
+    assert bal.num_batches(10, drop_last=True) == 2 * n_in // 10
+    epochs = []
+    for epoch in range(2):
+        batches = list(bal.batches(10, left=1, right=1, seed=3, epoch=epoch, drop_last=True))
+        for b in batches:  # every batch: half from the set, half from the rest
+            assert int((b.targets < 5).sum()) == 5 and int((b.targets == 5).sum()) == 5
+        frames = torch.cat([b.frames for b in batches]).numpy()
+        inside = frames[np.isin(t[frames], senones)]
+        assert len(np.unique(inside)) == len(inside)  # each frame of the set at most once
+        epochs.append(frames)
+    assert not np.array_equal(np.sort(epochs[0]), np.sort(epochs[1]))  # fresh draw of the rest
+    again = torch.cat([b.frames for b in bal.batches(10, left=1, right=1, seed=3, epoch=1,
+                                                     drop_last=True)]).numpy()  # fmt: skip
+    assert np.array_equal(again, epochs[1])  # deterministic for (seed, epoch)
+    # unshuffled (evaluation): the same frames every time
+    plain = torch.cat([b.frames for b in bal.batches(10, left=1, right=1, shuffle=False)])
+    assert len(plain) == 2 * n_in and (t[plain.numpy()] >= 0).all()

@@ -1,6 +1,7 @@
 """Specialists' arithmetic (issue 19): the KL combination against its closed form, the
 dustbin correction against Bayes' rule, k-means recovering planted blocks."""
 
+import dataclasses
 import math
 
 import numpy as np
@@ -172,3 +173,71 @@ def test_read_sets_names_file_and_line(tmp_path):
     path.write_text("0 1 x\n")
     with pytest.raises(sp.InputError, match=r"sets.txt:1"):
         sp.read_sets(path)
+
+
+@pytest.fixture(scope="module")
+def generalist(tmp_path_factory):
+    """Toy train/dev stores (5 pdfs), a generalist trained on them, and two sets."""
+    from asr_distill.cli import main
+    from asr_distill.features.framestore_build import build_frame_store
+    from tests.nnet.test_distill import TINY
+    from tests.nnet.test_train import PDFS, learnable_utts
+
+    root = tmp_path_factory.mktemp("specialists")
+    for name, n, seed in (("train", 40, 0), ("dev", 10, 1)):
+        feats, targets = learnable_utts(n, seed)
+        build_frame_store(root / name, feats, targets=targets, num_pdfs=PDFS)
+    assert main(["train-dnn", "--epochs", "2", *TINY, str(root / "train"), str(root / "dev"),
+                 str(root / "gen")]) == 0  # fmt: skip
+    (root / "sets.txt").write_text("0 0 1\n1 2 3 4\n")
+    return root
+
+
+def test_a_specialist_starts_as_the_generalist_on_its_senones(generalist):
+    from asr_distill.features.framestore import FrameStore
+    from asr_distill.nnet.model import SpliceDnn
+
+    gen = SpliceDnn.load(generalist / "gen" / "final")
+    objective = sp.SpecialistObjective(generalist / "gen" / "final", [2, 4], sp.SpecialistConfig())
+    train, _ = objective.views(FrameStore(generalist / "train"), FrameStore(generalist / "dev"))
+    assert train.num_pdfs == 3
+    labels = np.asarray(FrameStore(generalist / "train").targets)
+    assert objective.fraction == pytest.approx(np.isin(labels, [2, 4]).mean())
+    student = SpliceDnn(dataclasses.replace(gen.config, num_pdfs=3))
+    objective.setup(student, torch.device("cpu"))
+    x = FrameStore(generalist / "dev").gather(np.arange(50), left=2, right=2).inputs
+    with torch.no_grad():
+        g, s = gen(x), student(x)
+    assert torch.equal(s[:, :2], g[:, [2, 4]])
+    bad = SpliceDnn(dataclasses.replace(gen.config, num_pdfs=3, hidden_dim=8))
+    with pytest.raises(sp.InputError, match="shape"):
+        objective.setup(bad, torch.device("cpu"))
+    with pytest.raises(sp.InputError, match="distinct"):
+        sp.SpecialistObjective(generalist / "gen" / "final", [2, 2], sp.SpecialistConfig())
+
+
+def test_train_specialists_step(generalist):
+    import yaml
+
+    from asr_distill.cli import main
+    from tests.nnet.test_distill import TINY
+
+    out = generalist / "specs"
+    args = ["train-specialists", "--epochs", "2", "--soft-weight", "0.5", *TINY,
+            str(generalist / "gen" / "final"), str(generalist / "sets.txt"),
+            str(generalist / "train"), str(generalist / "dev"), str(out)]  # fmt: skip
+    assert main(args) == 0
+    for m, senones in enumerate(([0, 1], [2, 3, 4])):
+        info = yaml.safe_load((out / f"spec{m}" / "specialist.yaml").read_text())
+        assert info["senones"] == senones
+        assert info["dustbin_correction"] == pytest.approx(
+            sp.dustbin_log_correction(info["train_fraction"])
+        )
+        rows = (out / f"spec{m}" / "train_curve.csv").read_text().splitlines()
+        assert len(rows) == 3  # header + 2 epochs
+        # the toy is learnable: the specialist tells its senones from the dustbin
+        assert float(rows[-1].split(",")[rows[0].split(",").index("dev_frame_acc")]) > 60.0
+    before = (out / "spec0" / "final.safetensors").stat().st_mtime_ns
+    assert main(args) == 0  # finished: nothing to redo
+    assert (out / "spec0" / "final.safetensors").stat().st_mtime_ns == before
+    assert main([*args[:1], "--set", "7", *args[1:]]) == 1  # no such set
