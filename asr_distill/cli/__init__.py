@@ -39,6 +39,7 @@ COMMANDS = {
     "make-soft-targets": "soft_target_cmds",
     "make-synth-corpus": "synth_cmds",
     "cluster-senones": "specialist_cmds", "train-specialists": "specialist_cmds",
+    "specialist-accuracy": "specialist_cmds",
 }  # fmt: skip
 
 log = logging.getLogger("asr_distill")

@@ -62,6 +62,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_train_options(p)
     p.set_defaults(func=_train_specialists)
 
+    p = sub.add_parser(
+        "specialist-accuracy",
+        help="frame accuracy of a generalist with its specialists (the paper's Tables 3, 4)",
+        description="For each labelled frame of each STORE: the generalist's top --top-n "
+        "senones activate the specialists whose sets meet them; the full distribution q "
+        "minimises KL(p_g || q) + sum of KL(p_m || q) over the active specialists (their "
+        "dustbins corrected), found by --steps of gradient descent on q's logits. Prints "
+        "and writes to OUT (YAML) the frame accuracy of the generalist alone and combined: "
+        "overall, on frames whose correct senone a specialist covers, and by the number of "
+        "active specialists covering the correct senone (Hinton et al. 2015, section 5.4).",
+        epilog="example: asr-distill specialist-accuracy --out exp/specialists/accuracy.yaml "
+        "exp/dnn/final exp/specialists frames/dev frames/test",
+    )
+    p.add_argument("generalist", help="the generalist (stem of <stem>.safetensors)")
+    p.add_argument("specialists", help="train-specialists' OUT_DIR (its spec<m> dirs)")
+    p.add_argument("stores", nargs="+", help="frame stores to score")
+    p.add_argument("--out", help="YAML file of the results")
+    p.add_argument("--top-n", type=int, default=1, help="generalist's senones that pick the "
+                   "active specialists (the paper's n) [1]")  # fmt: skip
+    p.add_argument("--steps", type=int, default=200, help="gradient steps on q's logits [200]")
+    p.set_defaults(func=_specialist_accuracy)
+
 
 def _cluster(args: argparse.Namespace) -> int:
     from asr_distill.nnet.specialists import ClusterConfig, cluster_senones
@@ -91,4 +113,39 @@ def _train_specialists(args: argparse.Namespace) -> int:
     train_specialists(args.generalist, args.sets, args.train_store, args.dev_store, args.out_dir,
                       train_config, config, which=args.which, force=args.force,
                       progress=not args.no_progress)  # fmt: skip
+    return 0
+
+
+def _specialist_accuracy(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from asr_distill.features.framestore import FrameStore
+    from asr_distill.io import atomic_open
+    from asr_distill.nnet.model import SpliceDnn
+    from asr_distill.nnet.specialists import Specialist, score_specialists
+
+    dirs = sorted(Path(args.specialists).glob("spec[0-9]*"), key=lambda d: int(d.name[4:]))
+    if not dirs:
+        raise InputError("no spec<m> dirs (train-specialists' output)", args.specialists)
+    generalist = SpliceDnn.load(args.generalist).eval()
+    specialists = [Specialist.load(d) for d in dirs]
+    out = {"generalist": args.generalist, "specialists": [str(d) for d in dirs],
+           "top_n": args.top_n, "steps": args.steps, "stores": {}}  # fmt: skip
+    for store in args.stores:
+        r = score_specialists(generalist, specialists, FrameStore(store), top_n=args.top_n,
+                              steps=args.steps)  # fmt: skip
+        out["stores"][store] = r
+        print(f"{store}: {r['frames']} frames; generalist {r['generalist']:.2f}%, with "
+              f"{len(specialists)} specialists {r['with_specialists']:.2f}%; on the "
+              f"{r['covered_frames']} frames a specialist covers {r['covered_generalist']:.2f}%"
+              f" -> {r['covered_with_specialists']:.2f}%")  # fmt: skip
+        for k, row in r["by_active_cover"].items():
+            print(f"  {k} active specialist(s) cover the correct senone: {row['frames']} frames,"
+                  f" correct {row['generalist_correct']} -> {row['combined_correct']} "
+                  f"({row['relative_change']:+.2f}%)")  # fmt: skip
+    if args.out:
+        with atomic_open(args.out) as f:
+            yaml.safe_dump(out, f, sort_keys=False)
     return 0

@@ -472,3 +472,109 @@ def train_specialists(
                   objective=objective)  # fmt: skip
         dirs.append(exp)
     return dirs
+
+
+# --------------------------------------------------------------------------- inference
+
+
+@dataclasses.dataclass
+class Specialist:
+    """A trained specialist: its model (softmax over ``senones`` then the dustbin) and the
+    dustbin logit's correction (:func:`dustbin_log_correction`)."""
+
+    model: torch.nn.Module
+    senones: list[int]
+    correction: float
+
+    @classmethod
+    def load(cls, exp_dir: str | Path) -> Specialist:
+        from asr_distill.nnet.model import SpliceDnn
+
+        exp_dir = Path(exp_dir)
+        path = exp_dir / SPECIALIST_FILE
+        if not path.is_file():
+            raise InputError("missing (not a train-specialists run)", path)
+        info = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        try:
+            senones, correction = (
+                [int(s) for s in info["senones"]],
+                float(info["dustbin_correction"]),
+            )
+        except (KeyError, TypeError, ValueError) as e:
+            raise InputError(f"bad or missing field ({e})", path) from None
+        model = SpliceDnn.load(exp_dir / "final").eval()
+        if model.config.num_pdfs != len(senones) + 1:
+            raise InputError(f"the model has {model.config.num_pdfs} outputs for "
+                             f"{len(senones)} senones + dustbin", path)  # fmt: skip
+        return cls(model, senones, correction)
+
+    def log_probs(self, inputs: torch.Tensor) -> torch.Tensor:
+        """(B, |S| + 1) log-probabilities with the dustbin corrected."""
+        logits = self.model(inputs).float()
+        logits[:, -1] += self.correction
+        return logits.log_softmax(-1)
+
+
+@torch.no_grad()
+def generalist_and_specialists(generalist: torch.nn.Module, specialists: Sequence[Specialist],
+                               inputs: torch.Tensor, *, top_n: int = 1, steps: int = 200
+                               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """For a batch of windows: the generalist's log p_g (B, P), which specialists are active
+    (B, M) (those whose set meets the generalist's ``top_n`` senones, the paper's n), and
+    the combined log q (B, P) (:func:`combine`)."""
+    log_pg = generalist(inputs).float().log_softmax(-1)
+    num_pdfs = log_pg.shape[1]
+    member = membership([s.senones for s in specialists], num_pdfs).bool()  # (M, P)
+    top = log_pg.topk(top_n, dim=-1).indices  # (B, n)
+    active = member[:, top].any(-1).T  # (B, M)
+    specs = [s.log_probs(inputs) for s in specialists]
+    log_q = combine(log_pg, specs, [s.senones for s in specialists], active, steps=steps)
+    return log_pg, active, log_q
+
+
+def score_specialists(generalist: torch.nn.Module, specialists: Sequence[Specialist], store,
+                      *, top_n: int = 1, steps: int = 200, batch_size: int = 4096
+                      ) -> dict:  # fmt: skip
+    """Frame accuracy of the generalist alone and with the specialists on the labelled
+    frames of ``store``, overall, on the frames whose correct senone some specialist
+    covers, and by the number of active specialists that cover the correct senone (the
+    paper's Tables 3 and 4)."""
+    cfg = generalist.config
+    member = membership([s.senones for s in specialists], cfg.num_pdfs).bool()
+    covered_any = member.any(0)  # (P,)
+    rows: dict[int, list[int]] = {}  # covering active specialists -> [frames, gen, combined]
+    total = [0, 0, 0]
+    covered = [0, 0, 0]
+    for batch in store.batches(batch_size, left=cfg.left_context, right=cfg.right_context,
+                               shuffle=False, labelled_only=True):  # fmt: skip
+        y = batch.targets
+        log_pg, active, log_q = generalist_and_specialists(
+            generalist, specialists, batch.inputs, top_n=top_n, steps=steps)  # fmt: skip
+        g_ok = log_pg.argmax(-1) == y
+        q_ok = log_q.argmax(-1) == y
+        cover = (active & member[:, y].T).sum(-1)  # (B,): active specialists covering y
+        for k in cover.unique().tolist():
+            sel = cover == k
+            row = rows.setdefault(int(k), [0, 0, 0])
+            row[0] += int(sel.sum())
+            row[1] += int(g_ok[sel].sum())
+            row[2] += int(q_ok[sel].sum())
+        cov = covered_any[y]
+        for acc, sel in ((total, torch.ones_like(cov)), (covered, cov)):
+            acc[0] += int(sel.sum())
+            acc[1] += int(g_ok[sel].sum())
+            acc[2] += int(q_ok[sel].sum())
+
+    def pct(n: int, d: int) -> float:
+        return round(100.0 * n / max(d, 1), 3)
+
+    return {
+        "frames": total[0], "generalist": pct(total[1], total[0]),
+        "with_specialists": pct(total[2], total[0]),
+        "covered_frames": covered[0], "covered_generalist": pct(covered[1], covered[0]),
+        "covered_with_specialists": pct(covered[2], covered[0]),
+        "by_active_cover": {k: {"frames": r[0], "generalist_correct": r[1],
+                                "combined_correct": r[2], "change": r[2] - r[1],
+                                "relative_change": pct(r[2] - r[1], r[1])}
+                            for k, r in sorted(rows.items())},
+    }  # fmt: skip

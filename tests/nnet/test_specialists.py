@@ -241,3 +241,42 @@ def test_train_specialists_step(generalist):
     assert main(args) == 0  # finished: nothing to redo
     assert (out / "spec0" / "final.safetensors").stat().st_mtime_ns == before
     assert main([*args[:1], "--set", "7", *args[1:]]) == 1  # no such set
+
+
+def test_specialists_that_agree_with_the_generalist_change_nothing():
+    # each p_m the generalist's own distribution seen through set m: q = p_g is optimal
+    gen = _log_probs(10, 8)
+    sets = [[0, 1, 2], [2, 5], [6]]
+    specs = []
+    for s in sets:
+        rest = [c for c in range(8) if c not in s]
+        specs.append(torch.cat([gen[:, s], gen[:, rest].logsumexp(-1, keepdim=True)], -1))
+    q = sp.combine(gen, specs, sets, torch.ones(10, 3, dtype=torch.bool), steps=300)
+    assert torch.allclose(q.exp(), gen.exp(), atol=1e-5)
+
+
+def test_specialist_accuracy_step(generalist, capsys):
+    import yaml
+
+    from asr_distill.cli import main
+    from tests.nnet.test_distill import TINY
+
+    out = generalist / "specs_acc"
+    assert main(["train-specialists", "--epochs", "2", *TINY, str(generalist / "gen" / "final"),
+                 str(generalist / "sets.txt"), str(generalist / "train"),
+                 str(generalist / "dev"), str(out)]) == 0  # fmt: skip
+    report = out / "accuracy.yaml"
+    gen = str(generalist / "gen" / "final")
+    assert main(["specialist-accuracy", "--out", str(report), "--steps", "50", gen, str(out),
+                 str(generalist / "dev")]) == 0  # fmt: skip
+    r = yaml.safe_load(report.read_text())["stores"][str(generalist / "dev")]
+    # the two sets cover every senone: every frame is covered, by exactly one active
+    # specialist when top-1 is right, by none when the generalist's top-1 is elsewhere
+    assert r["covered_frames"] == r["frames"] > 0
+    rows = r["by_active_cover"]
+    assert set(rows) <= {0, 1} and sum(row["frames"] for row in rows.values()) == r["frames"]
+    gen_correct = sum(row["generalist_correct"] for row in rows.values())
+    assert gen_correct == round(r["generalist"] * r["frames"] / 100)
+    assert "specialists" in capsys.readouterr().out
+    assert main(["specialist-accuracy", str(generalist / "gen" / "final"), str(generalist),
+                 str(generalist / "dev")]) == 1  # no spec<m> dirs there  # fmt: skip
