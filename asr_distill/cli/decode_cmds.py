@@ -38,6 +38,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "prior; repeat for an ensemble (posteriors averaged)",
     )  # fmt: skip
     _add_combine(p)
+    p.add_argument(
+        "--specialists", default=None, metavar="DIR",
+        help="with one --dnn (the generalist): combine it with train-specialists' DIR/spec<m> "
+        "as specialist-accuracy does (top-1 activation, KL combination), priors the "
+        "generalist's",
+    )  # fmt: skip
     p.add_argument("--config", help="YAML file of DecodeConfig options")
     p.add_argument("--nj", type=int, default=1, help="decoding processes (1)")
     p.add_argument(
@@ -110,7 +116,10 @@ def _decode(args: argparse.Namespace) -> int:
         decode_dnn(
             args.graph_dir, args.model_dir, args.dnn, args.data, args.decode_dir, config,
             nj=args.nj, force=args.force, combine=args.combine, weighting=args.weighting,
+            specialists=args.specialists,
         )  # fmt: skip
+    elif args.specialists:
+        raise InputError("--specialists needs --dnn (the generalist)")
     else:
         decode_data_dir(
             args.graph_dir, args.model_dir, args.data, args.decode_dir, config, nj=args.nj,

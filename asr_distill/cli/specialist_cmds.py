@@ -117,21 +117,16 @@ def _train_specialists(args: argparse.Namespace) -> int:
 
 
 def _specialist_accuracy(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     import yaml
 
     from asr_distill.features.framestore import FrameStore
     from asr_distill.io import atomic_open
     from asr_distill.nnet.model import SpliceDnn
-    from asr_distill.nnet.specialists import Specialist, score_specialists
+    from asr_distill.nnet.specialists import load_specialists, score_specialists
 
-    dirs = sorted(Path(args.specialists).glob("spec[0-9]*"), key=lambda d: int(d.name[4:]))
-    if not dirs:
-        raise InputError("no spec<m> dirs (train-specialists' output)", args.specialists)
+    specialists = load_specialists(args.specialists)
     generalist = SpliceDnn.load(args.generalist).eval()
-    specialists = [Specialist.load(d) for d in dirs]
-    out = {"generalist": args.generalist, "specialists": [str(d) for d in dirs],
+    out = {"generalist": args.generalist, "specialists": [s.path for s in specialists],
            "top_n": args.top_n, "steps": args.steps, "stores": {}}  # fmt: skip
     for store in args.stores:
         r = score_specialists(generalist, specialists, FrameStore(store), top_n=args.top_n,

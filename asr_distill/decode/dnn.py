@@ -4,6 +4,7 @@ Table 1). Frame accuracy is :mod:`asr_distill.nnet.scoring`'s."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import time
@@ -88,10 +89,14 @@ def decode_dnn(
     force: bool = False,
     combine: str = "arithmetic",
     weighting: str = "uniform",
+    specialists: str | Path | None = None,
 ) -> dict | None:
     """The ``decode --dnn`` step: decode the utterances of the frame store
     ``store_dir`` with HCLG, the transition model of ``model_dir`` (the GMM-HMM whose
-    tree the DNNs' pdfs come from) and the DNNs' combined posteriors over priors."""
+    tree the DNNs' pdfs come from) and the DNNs' combined posteriors over priors. With
+    ``specialists`` (train-specialists' dir) the one DNN is a generalist and the
+    posteriors are its combination with the specialists
+    (:func:`asr_distill.nnet.specialists.generalist_and_specialists`)."""
     config = config or DecodeConfig()
     decode_dir = Path(decode_dir)
     with step_log(decode_dir, "decode.log", force=force, config=config) as run:
@@ -101,8 +106,11 @@ def decode_dnn(
             f.writelines(f"{p}\n" for p in dnn_paths)
         with atomic_open(decode_dir / "combine.yaml") as f:  # how the posteriors combine
             f.write(f"combine: {combine}\nweighting: {weighting}\n")
+            if specialists:
+                f.write(f"specialists: {specialists}\n")
         hmm = GmmHmm.load(model_dir)
         models = load_models(dnn_paths)
+        posteriors = _specialist_posteriors(models, specialists) if specialists else None
         if models[0].config.num_pdfs != hmm.num_pdfs:
             raise InputError(f"the DNNs have {models[0].config.num_pdfs} outputs but the tree "
                              f"has {hmm.num_pdfs} pdfs", model_dir)  # fmt: skip
@@ -111,11 +119,13 @@ def decode_dnn(
         start = time.perf_counter()
         log_priors = ensemble_log_priors(models)
         weights = member_weights(dnn_paths, weighting)
+        if posteriors is None:
+            posteriors = functools.partial(ensemble_log_posteriors, models, store,
+                                           combine=combine, weights=weights)  # fmt: skip
+        else:
+            posteriors = functools.partial(posteriors, store)
         loglikes = {
-            utt: hybrid_log_likelihoods(
-                ensemble_log_posteriors(models, store, utt, combine=combine, weights=weights),
-                log_priors,
-            ).numpy()
+            utt: hybrid_log_likelihoods(posteriors(utt), log_priors).numpy()
             for utt in store.utt_ids
         }  # (T, P) each
         log.info("DNN forward (%d model(s)) over %d utterances: %.1f s", len(models),
@@ -123,3 +133,22 @@ def decode_dnn(
         hyps = decode(graph_dir, hmm, sorted(loglikes), loglikes.__getitem__, config,
                       kind="loglikes", nj=nj)  # fmt: skip
         return write_decode_dir(decode_dir, hyps, loglikes, time.perf_counter() - start, nj)
+
+
+def _specialist_posteriors(models: Sequence[SpliceDnn], specialists: str | Path):
+    """``f(store, utt)``: log q of the generalist ``models[0]`` with the specialists of
+    train-specialists' dir ``specialists``."""
+    from asr_distill.nnet.specialists import generalist_and_specialists, load_specialists
+
+    if len(models) != 1:
+        raise InputError("--specialists takes one --dnn, the generalist", specialists)
+    specs = load_specialists(specialists)
+    generalist = models[0]
+    ctx = generalist.config.left_context, generalist.config.right_context
+
+    @torch.no_grad()
+    def log_q(store: FrameStore, utt: str) -> torch.Tensor:
+        inputs = store.utterance(utt, left=ctx[0], right=ctx[1])
+        return generalist_and_specialists(generalist, specs, inputs)[2]
+
+    return log_q

@@ -485,6 +485,7 @@ class Specialist:
     model: torch.nn.Module
     senones: list[int]
     correction: float
+    path: str = ""
 
     @classmethod
     def load(cls, exp_dir: str | Path) -> Specialist:
@@ -506,13 +507,21 @@ class Specialist:
         if model.config.num_pdfs != len(senones) + 1:
             raise InputError(f"the model has {model.config.num_pdfs} outputs for "
                              f"{len(senones)} senones + dustbin", path)  # fmt: skip
-        return cls(model, senones, correction)
+        return cls(model, senones, correction, str(exp_dir))
 
     def log_probs(self, inputs: torch.Tensor) -> torch.Tensor:
         """(B, |S| + 1) log-probabilities with the dustbin corrected."""
         logits = self.model(inputs).float()
         logits[:, -1] += self.correction
         return logits.log_softmax(-1)
+
+
+def load_specialists(out_dir: str | Path) -> list[Specialist]:
+    """The specialists of train-specialists' ``out_dir`` (its ``spec<m>`` dirs, by m)."""
+    dirs = sorted(Path(out_dir).glob("spec[0-9]*"), key=lambda d: int(d.name[4:]))
+    if not dirs:
+        raise InputError("no spec<m> dirs (train-specialists' output)", out_dir)
+    return [Specialist.load(d) for d in dirs]
 
 
 @torch.no_grad()

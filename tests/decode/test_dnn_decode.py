@@ -107,3 +107,30 @@ def test_dnn_frame_accuracy_and_decode(dnn_system, mono, lang_test, capsys):
     assert (out / "models.txt").read_text().count("\n") == 2  # a two-model "ensemble"
     assert main(["score", str(out), str(dnn_system / "data" / "train")]) == 0
     assert float((out / "best_wer").read_text().split()[1]) < 20.0  # seen data, small LM
+
+
+def test_decode_with_specialists(dnn_system, mono, lang_test):
+    exp, store = dnn_system / "exp", dnn_system / "frames" / "train"
+    gen = str(exp / "dnn" / "final")
+    phones = str(dnn_system / "data" / "lang" / "phones.txt")
+    sets = exp / "senone_sets"
+    assert main(["cluster-senones", "--num-sets", "3", "--gmm-dir", str(mono), "--phones", phones,
+                 gen, str(store), str(sets)]) == 0  # fmt: skip
+    assert "SIL" in (sets / "sets_readable.txt").read_text()
+    specs = exp / "specialists"
+    assert main(["train-specialists", "--epochs", "1", "--batch-size", "128", "--lr", "0.01",
+                 "--no-progress", gen, str(sets / "sets.txt"), str(store), str(store),
+                 str(specs)]) == 0  # fmt: skip
+    graph = exp / "mono" / "graph_dnn"
+    if not (graph / "HCLG.fst").is_file():
+        assert main(["mkgraph", str(lang_test), str(mono), str(graph)]) == 0
+    out = exp / "dnn" / "decode_train_specialists"
+    args = ["decode", "--nj", "2", "--lmwts", "10", "--dnn", gen, "--specialists", str(specs),
+            str(graph), str(mono), str(store), str(out)]  # fmt: skip
+    assert main(args) == 0
+    assert "specialists" in (out / "combine.yaml").read_text()
+    assert main(["score", str(out), str(dnn_system / "data" / "train")]) == 0
+    assert float((out / "best_wer").read_text().split()[1]) < 40.0
+    two = ["decode", "--lmwts", "10", "--dnn", gen, "--dnn", gen, "--specialists", str(specs),
+           str(graph), str(mono), str(store), str(out) + "_two"]  # fmt: skip
+    assert main(two) == 1  # one generalist only
