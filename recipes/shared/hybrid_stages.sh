@@ -11,13 +11,15 @@
 frames=$work_dir/frames
 # The preset's keys, read in one go. Students have their own dev-chosen schedule
 # (student_*; $dnn_conf's is the baseline's and members'); student_parallel students
-# train at once. Seeds of each distilled row (Table 1's distilled, transfer and
+# train at once, with frequency masks of student_freq_mask (on their windows; a cache
+# holds the teachers' targets of the clean windows). Seeds of each distilled row (Table 1's distilled, transfer and
 # pseudo-label students): seed 0 is the student that is decoded; seeds 1..N-1 (dirs
 # <name>_seed<s>) add frame accuracies for the rows' mean +- std. The exp dir names
 # below are the ones `asr-distill report` reads (asr_distill/report/report.py lists them).
 vars=$(yaml_vars "$conf" lmwts gmm_beam gmm_max_active dnn_lmwts dnn_beam dnn_max_active \
   ensemble_members ensemble_parallel temperatures soft_top_k hard_weight distill_lr \
-  student_schedule student_epochs student_parallel student_seeds small_fraction \
+  student_schedule student_epochs student_parallel student_seeds student_freq_mask \
+  small_fraction \
   small_epochs small_lr small_temperature small_hard_weight transfer_speeds \
   transfer_temperature transfer_hard_weight transfer_lr pseudo_lr transfer_epochs)
 eval "$vars"
@@ -129,7 +131,7 @@ if run_stage 15; then
     asr-distill distill --config "$dnn_conf" --no-progress --soft-targets \
       "$exp/soft_targets_T$t" "${teachers[@]}" --temperature "$t" --hard-weight "$hard_weight" \
       --lr "$distill_lr" --schedule "$student_schedule" --epochs "$student_epochs" \
-      "$frames/train" "$frames/dev" "$exp/distill_T$t"
+      --freq-mask "$student_freq_mask" "$frames/train" "$frames/dev" "$exp/distill_T$t"
     asr-distill frame-accuracy --dnn "$exp/distill_T$t/final" \
       --out "$exp/distill_T$t/frame_accuracy.yaml" "$frames/dev" "$frames/test"
   }
@@ -149,7 +151,8 @@ if run_stage 15; then
       asr-distill distill --config "$dnn_conf" --no-progress --soft-targets \
         "$exp/soft_targets_T$best_t" "${teachers[@]}" --temperature "$best_t" \
         --hard-weight "$hard_weight" --lr "$distill_lr" --schedule "$student_schedule" \
-        --epochs "$student_epochs" --seed "$1" "$frames/train" "$frames/dev" "$dir"
+        --epochs "$student_epochs" --freq-mask "$student_freq_mask" --seed "$1" \
+        "$frames/train" "$frames/dev" "$dir"
       asr-distill frame-accuracy --dnn "$dir/final" --out "$dir/frame_accuracy.yaml" \
         "$frames/dev" "$frames/test"
     }
@@ -195,7 +198,7 @@ if run_stage 17; then
     asr-distill distill --config "$dnn_conf" --no-progress $how --soft-targets "$cache" \
       "${teachers[@]}" --temperature "$transfer_temperature" \
       --hard-weight "$transfer_hard_weight" --lr "$lr" --epochs "$transfer_epochs" \
-      --schedule "$student_schedule" --seed "$seed" \
+      --schedule "$student_schedule" --freq-mask "$student_freq_mask" --seed "$seed" \
       "$frames/transfer" "$frames/dev" "$dir"
     asr-distill frame-accuracy --dnn "$dir/final" --out "$dir/frame_accuracy.yaml" \
       "$frames/dev" "$frames/test"
