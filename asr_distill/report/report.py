@@ -14,6 +14,8 @@ It reads what the recipe's steps wrote (layout of ``recipes/synth/run.sh``):
   with another seed, ``frame_accuracy.yaml`` only (mean ± std rows)
 - ``small_hard/`` and ``small_soft/``: the 3 % experiment (frame accuracy on the
   subset they trained on and on test; ``train_curve.csv`` per epoch)
+- ``specialists/`` (optional): ``accuracy.yaml`` of ``specialist-accuracy`` and
+  ``decode_{dev,test}/`` of ``decode --specialists`` (the paper's Tables 3 and 4)
 
 and writes ``table1.{md,csv}``, ``temperature.{md,csv,png}``, ``table5.{md,csv}``,
 ``table5_dev_curve.png`` and ``report.md`` (all of them, with the paper's numbers and
@@ -197,6 +199,41 @@ def _gmm_table(r: _Reader, out: Path) -> str:
     return _write_table(out, "gmm", header, rows)
 
 
+def _specialists_tables(r: _Reader, out: Path) -> str:
+    """specialists.{md,csv} and specialists_cover.{md,csv} from ``specialists/accuracy.yaml``
+    (``specialist-accuracy`` on dev and test): the paper's Tables 3 and 4, generalist
+    alone and with the specialists; empty if the recipe trained none."""
+    if not (r.exp / "specialists" / "accuracy.yaml").is_file():  # optional: not "missing"
+        return ""
+    acc = r.yaml("specialists/accuracy.yaml")
+    stores = acc.get("stores") or {}
+    n = len(acc.get("specialists") or [])
+    rows3, rows4 = [], []
+    for store, res in stores.items():
+        name = Path(store).name
+        rows3.append([name, res["frames"], _fmt(res["generalist"]), _fmt(res["with_specialists"]),
+                      res["covered_frames"], _fmt(res["covered_generalist"]),
+                      _fmt(res["covered_with_specialists"])])  # fmt: skip
+        for k, row in sorted((res.get("by_active_cover") or {}).items()):
+            rows4.append([name, k, row["frames"], row["generalist_correct"],
+                          row["combined_correct"], row["change"],
+                          _fmt(row["relative_change"])])  # fmt: skip
+    header3 = ["frames of", "frames", "generalist frame acc %",
+               f"with {n} specialists %", "frames a specialist covers",
+               "generalist on them %", "with specialists on them %"]  # fmt: skip
+    header4 = ["frames of", "active specialists covering the correct senone", "frames",
+               "generalist correct", "with specialists correct", "change",
+               "relative change %"]  # fmt: skip
+    t3 = _write_table(out, "specialists", header3, rows3)
+    t4 = _write_table(out, "specialists_cover", header4, rows4)
+    wers = [f"{split} WER {_fmt(r.wer(f'specialists/decode_{split}'))} % (generalist "
+            f"{_fmt(r.wer(f'dnn/decode_{split}'))} %)" for split in ("dev", "test")]  # fmt: skip
+    return (
+        f"{t3}\n{t4}\nDecoded with the specialists: {'; '.join(wers)}; top-"
+        f"{acc.get('top_n', 1)} activation.\n"
+    )
+
+
 def make_report(
     exp_dir: str | Path,
     out_dir: str | Path,
@@ -287,6 +324,7 @@ def make_report(
                           _fmt(_kept(mean, base, ens, "test")), "", ""])  # fmt: skip
     t1 = _write_table(out, "table1", header1, rows1)
     tg = _gmm_table(r, out)
+    t_spec = _specialists_tables(r, out)
 
     header_t = ["T", "dev frame acc %", "test frame acc %", "dev WER %", "test WER %"]
     rows_t = [[f"{t:g}", _fmt(s.dev_acc), _fmt(s.test_acc), _fmt(s.dev_wer), _fmt(s.test_wer)]
@@ -387,6 +425,8 @@ def make_report(
     text += f"## Temperature sweep\n\n{tt}\n![temperature](temperature.png)\n\n"
     text += (f"## Table 5: {pct} of the training data (the paper: 3 %)\n\n{t5}\n"
              "![dev curves](table5_dev_curve.png)\n\n")  # fmt: skip
+    if t_spec:
+        text += f"## Generalist and specialists (the paper's Tables 3 and 4)\n\n{t_spec}\n"
     text += "## The paper's claims, checked\n\n" + "\n".join(checks) + "\n"
     if missing:
         text += "\n## Not measured (inputs missing)\n\n" + "".join(f"- {m}\n" for m in missing)

@@ -154,3 +154,30 @@ def test_only_the_dev_chosen_temperature_needs_a_decode(tmp_path):
     (exp / "distill_T5" / "decode_dev" / "scores.yaml").unlink()
     assert main(["report", "--temperatures", "2 5", str(exp), str(out)]) == 0
     assert "- distill_T5/decode_dev/scores.yaml" in (out / "report.md").read_text()
+
+
+def test_specialists_tables_when_the_recipe_trained_them(tmp_path):
+    exp = tmp_path / "exp"
+    baseline_and_ensemble(exp)
+    assert main(["report", str(exp), str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "specialists" not in text  # optional: neither a section nor a missing input
+    row = {"frames": 100, "generalist_correct": 40, "combined_correct": 44, "change": 4,
+           "relative_change": 10.0}  # fmt: skip
+    put(exp / "specialists" / "accuracy.yaml", {
+        "specialists": ["spec0", "spec1"], "top_n": 1,
+        "stores": {"frames/dev": {
+            "frames": 300, "generalist": 50.0, "with_specialists": 51.5,
+            "covered_frames": 200, "covered_generalist": 45.0,
+            "covered_with_specialists": 47.25,
+            "by_active_cover": {0: dict(row, combined_correct=40, change=0, relative_change=0.0),
+                                1: row}}}})  # fmt: skip
+    put(exp / "specialists" / "decode_dev" / "scores.yaml", {"wer": 20.5})
+    assert main(["report", str(exp), str(tmp_path / "out")]) == 0
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "## Generalist and specialists" in text
+    t3 = (tmp_path / "out" / "specialists.csv").read_text().splitlines()
+    assert t3[1] == "dev,300,50.00,51.50,200,45.00,47.25"
+    t4 = (tmp_path / "out" / "specialists_cover.csv").read_text().splitlines()
+    assert t4[2] == "dev,1,100,40,44,4,10.00"
+    assert "dev WER 20.50 %" in text and "specialists/decode_test/scores.yaml" in text
