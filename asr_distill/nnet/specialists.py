@@ -463,14 +463,22 @@ def train_specialists(
     for m in which:
         if not 0 <= m < len(sets):
             raise InputError(f"no set {m} (sets 0..{len(sets) - 1})", sets_path)
-    dirs = []
-    for m in which:
-        exp = Path(out_dir) / f"spec{m}"
-        objective = SpecialistObjective(generalist, sets[m], config)
-        log.info("train-specialists: set %d (%d senones) -> %s", m, len(sets[m]), exp)
-        train_dnn(train_store, dev_store, exp, train_config, force=force, progress=progress,
-                  objective=objective)  # fmt: skip
-        dirs.append(exp)
+    dirs = [Path(out_dir) / f"spec{m}" for m in which]
+    # The step's own lifecycle (log, config, done marker) over its train-dnn runs; a
+    # selection of sets has a marker of its own.
+    marker = ".done" if len(which) == len(sets) else ".done_sets_" + "_".join(map(str, which))
+    settings = {"generalist": str(generalist), "sets": str(sets_path), "which": which,
+                "specialist": dataclasses.asdict(config),
+                "train": dataclasses.asdict(train_config)}  # fmt: skip
+    with step_log(out_dir, "train-specialists.log", force=force, config=settings,
+                  marker=marker) as run:  # fmt: skip
+        if not run:
+            return dirs
+        for m, exp in zip(which, dirs, strict=True):
+            objective = SpecialistObjective(generalist, sets[m], config)
+            log.info("train-specialists: set %d (%d senones) -> %s", m, len(sets[m]), exp)
+            train_dnn(train_store, dev_store, exp, train_config, force=force,
+                      progress=progress, objective=objective)  # fmt: skip
     return dirs
 
 

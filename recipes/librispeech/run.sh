@@ -2,7 +2,7 @@
 # LibriSpeech recipe: download (checksummed, resumable) -> data dirs -> features ->
 # lexicon/lang (LibriSpeech lexicon) -> G.fst (OpenSLR 3-gram) -> mono -> tri1 ->
 # then the stages shared with recipes/synth (recipes/shared/gmm_stages.sh, 5-6, and
-# hybrid_stages.sh, 7-19):
+# hybrid_stages.sh, 7-20):
 # alignments, graphs, GMM decoding, DNN baseline, ensemble, distillation, Table 5, report.
 #   recipes/librispeech/run.sh [--stage N] [--stop-stage M] [--nj J] [--mini true]
 #                              [--corpus-dir DIR] [--work-dir DIR] [--url-base URL]

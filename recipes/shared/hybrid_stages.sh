@@ -1,8 +1,9 @@
-# Stages 7-19 of the recipes, the same for every corpus once it has data dirs, a lang
+# Stages 7-20 of the recipes, the same for every corpus once it has data dirs, a lang
 # dir with G (lang_test) and the GMMs of gmm_stages.sh ($gmms, $gmm_targets):
 # alignments, graphs, GMM decoding, DNN frame
 # stores, the baseline DNN, the teacher ensemble, distillation over temperatures, the
-# transfer set and its students, the small-data (Table 5) experiment and the report.
+# transfer set and its students, the small-data (Table 5) experiment, specialists
+# (optional) and the report.
 # Sourced by recipes/*/run.sh after they set: stage stop_stage nj work_dir data splits
 # exp conf dnn_conf report_title transfer_sets (data dirs under $data of unlabelled
 # audio for the transfer set; may be empty) ($conf is the recipe's preset YAML; the
@@ -21,7 +22,8 @@ vars=$(yaml_vars "$conf" lmwts gmm_beam gmm_max_active dnn_lmwts dnn_beam dnn_ma
   student_schedule student_epochs student_parallel student_seeds student_freq_mask \
   small_fraction \
   small_epochs small_lr small_temperature small_hard_weight transfer_speeds \
-  transfer_temperature transfer_hard_weight transfer_lr pseudo_lr transfer_epochs)
+  transfer_temperature transfer_hard_weight transfer_lr pseudo_lr transfer_epochs \
+  specialists specialist_epochs specialist_soft_weight)
 eval "$vars"
 extra_seeds=$(seq 1 $((student_seeds - 1)))
 # The GMM whose alignments are the DNN targets ($gmm_targets, see gmm_stages.sh): its
@@ -75,17 +77,19 @@ if run_stage 10; then
   done
 fi
 
-# decode_dnn NAME MODEL...: decode dev and test with the DNN(s) (posteriors averaged):
-# dev at every LM weight, test once at the weight chosen on dev.
+# decode_dnn NAME [--specialists DIR] MODEL...: decode dev and test with the DNN(s)
+# (posteriors averaged; or one generalist with its specialists): dev at every LM weight,
+# test once at the weight chosen on dev.
 decode_dnn() {
   local name=$1; shift
-  local models=() s weights
+  local models=() extra=() s weights
+  if [ "$1" = --specialists ]; then extra=(--specialists "$2"); shift 2; fi
   for m in "$@"; do models+=(--dnn "$m"); done
   for s in dev test; do
     weights=(--lmwts "$dnn_lmwts")
     [ "$s" = test ] && weights=(--lmwt-from "$exp/$name/decode_dev")
     asr-distill decode --nj "$nj" "${weights[@]}" --beam "$dnn_beam" \
-      --max-active "$dnn_max_active" "${models[@]}" "$am/graph" "$am" \
+      --max-active "$dnn_max_active" "${models[@]}" "${extra[@]}" "$am/graph" "$am" \
       "$frames/$s" "$exp/$name/decode_$s"
     if [ "$s" = dev ]; then asr-distill score "$exp/$name/decode_dev" "$data/dev"; fi
   done
@@ -231,8 +235,23 @@ if run_stage 18; then
   done
 fi
 
-if run_stage 19; then
-  log "Stage 19: report (Table 1 with the transfer set, temperature sweep, Table 5)"
+if run_stage 19 && [ "$specialists" -gt 0 ]; then
+  log "Stage 19: the baseline as a generalist with $specialists specialists on the senones" \
+    "it confuses (the paper's section 5)"
+  asr-distill cluster-senones --num-sets "$specialists" --gmm-dir "$am" \
+    --phones "$data/lang/phones.txt" "$exp/dnn/final" "$frames/train" "$exp/senone_sets"
+  # The specialists train like the baseline ($dnn_conf), from its weights, for
+  # specialist_epochs, with its soft targets (weight specialist_soft_weight).
+  asr-distill train-specialists --config "$dnn_conf" --no-progress \
+    --epochs "$specialist_epochs" --soft-weight "$specialist_soft_weight" "$exp/dnn/final" \
+    "$exp/senone_sets/sets.txt" "$frames/train" "$frames/dev" "$exp/specialists"
+  asr-distill specialist-accuracy --out "$exp/specialists/accuracy.yaml" "$exp/dnn/final" \
+    "$exp/specialists" "$frames/dev" "$frames/test"
+  decode_dnn specialists --specialists "$exp/specialists" "$exp/dnn/final"
+fi
+
+if run_stage 20; then
+  log "Stage 20: report (Table 1 with the transfer set, temperature sweep, Table 5)"
   asr-distill report --temperatures "$temperatures" --student-seeds "$student_seeds" \
     --title "$report_title" \
     --context "$(date -u +%F), $(nproc) CPU cores, $ensemble_members-model ensemble" \

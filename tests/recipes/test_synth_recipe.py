@@ -48,10 +48,11 @@ def two_runs(tmp_path_factory) -> tuple[Path, Path, str]:
 
 def test_tiny_recipe_end_to_end_and_rerun_is_a_noop(two_runs):
     work, _, stderr = two_runs
-    for stage in range(20):
+    for stage in range(21):
         assert f"Stage {stage}:" in stderr, f"stage {stage} did not run"
     report = (work / "report" / "report.md").read_text()
-    for section in ("## Table 1", "## Temperature sweep", "## Table 5", "claims, checked"):
+    for section in ("## Table 1", "## Temperature sweep", "## Table 5", "claims, checked",
+                    "## Generalist and specialists"):  # fmt: skip
         assert section in report
     assert "Not measured" not in report  # every input of the report was produced
     for png in ("temperature.png", "table5_dev_curve.png"):
@@ -105,10 +106,12 @@ def test_two_runs_give_identical_alignments_models_and_tables(two_runs):
                                                                                 "pdf.ark")),
         "exp/dnn/final.safetensors", "exp/ensemble/member2/final.safetensors",
         "exp/soft_targets_T2/probs.npy", "exp/distill_T2/final.safetensors",
-        "exp/small_soft/last.safetensors",
+        "exp/small_soft/last.safetensors", "exp/senone_sets/sets.txt",
+        "exp/specialists/spec1/final.safetensors",
     ]  # fmt: skip
     for rel in same:
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
-    tables = [f"{t}.{ext}" for t in ("table1", "temperature", "table5") for ext in ("csv", "md")]
+    tables = [f"{t}.{ext}" for t in ("table1", "temperature", "table5", "specialists",
+                                      "specialists_cover") for ext in ("csv", "md")]  # fmt: skip
     for table in tables:
         assert (a / "report" / table).read_text() == (b / "report" / table).read_text(), table
