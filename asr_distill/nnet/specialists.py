@@ -50,6 +50,7 @@ from asr_distill.errors import InputError
 from asr_distill.io import atomic_open
 from asr_distill.io.step import step_log
 from asr_distill.io.text import utf8_lines
+from asr_distill.nnet.train import Objective
 
 log = logging.getLogger(__name__)
 
@@ -157,6 +158,8 @@ def combine(
     start at log p_g and follow Adam for ``steps`` steps on the summed objective (the
     frames are independent, so this is each frame's own descent).
     """
+    if not active.any():
+        return generalist.log_softmax(-1)
     num_frames, num_pdfs = generalist.shape
     member = membership(sets, num_pdfs).to(generalist)
     act = active.to(generalist.dtype)
@@ -169,8 +172,6 @@ def combine(
         p = logp.exp() * act[:, m : m + 1]
         target[:, torch.as_tensor(list(s), dtype=torch.long)] += p[:, :-1]
         dust[:, m] = p[:, -1]
-    if not active.any():
-        return generalist.log_softmax(-1)
     z = generalist.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
     with torch.enable_grad():
@@ -341,13 +342,10 @@ def set_mapping(senones: Sequence[int], num_pdfs: int) -> np.ndarray:
     return mapping
 
 
-class SpecialistObjective:
+class SpecialistObjective(Objective):
     """The trainer's objective for one specialist: its senones plus a dustbin, batches
     half from its senones (:meth:`FrameStore.balanced`), weights from the generalist,
     hard cross-entropy plus the generalist's projected soft targets."""
-
-    labelled_only = True
-    unused_parameters = False
 
     def __init__(self, generalist: str | Path, senones: Sequence[int], config: SpecialistConfig):
         from asr_distill.nnet.ensemble import model_digest
@@ -409,15 +407,6 @@ class SpecialistObjective:
         self.generalist.to(device)
         self.rest = rest.to(device)
         self.idx = idx.to(device)
-
-    def wrap(self, student):
-        return student
-
-    def priors(self):
-        return None, ""
-
-    def judged(self, epoch: int) -> bool:
-        return True
 
     def identity(self) -> dict:
         return {"objective": self.name, "specialist_config": dataclasses.asdict(self.c),
