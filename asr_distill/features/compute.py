@@ -14,6 +14,7 @@ import concurrent.futures
 import dataclasses
 import json
 import logging
+import math
 import multiprocessing
 from pathlib import Path
 
@@ -82,27 +83,85 @@ class FeatureConfig:
         return self.num_ceps
 
 
-def compute_features_for_wave(wave: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
-    """Features ``(num_frames, dim)`` of int16-range mono samples ``(num_samples,)``."""
-    from torchaudio.compliance import kaldi
+class KaldiFeatureComputer:
+    """Kaldi's ``compute-fbank-feats`` / ``compute-mfcc-feats`` for one
+    :class:`FeatureConfig`, with the window, mel banks, DCT and lifter built once.
 
-    common = dict(
-        sample_frequency=float(config.sample_rate),
-        frame_length=config.frame_length_ms,
-        frame_shift=config.frame_shift_ms,
-        num_mel_bins=int(config.num_mel_bins),
-        low_freq=config.low_freq_hz,
-        high_freq=config.high_freq_hz,
-        preemphasis_coefficient=config.preemphasis,
-        dither=config.dither,
-        use_energy=config.use_energy,
-    )
-    wave_2d = wave.unsqueeze(0)  # (1, S)
-    if config.kind == "fbank":
-        return kaldi.fbank(wave_2d, **common)
-    return kaldi.mfcc(
-        wave_2d, num_ceps=config.num_ceps, cepstral_lifter=config.cepstral_lifter, **common
-    )
+    The steps are Kaldi's (and ``torchaudio.compliance.kaldi``'s, which the tests
+    compare against): frames of ``frame_length`` every ``frame_shift`` that fit the
+    audio (``--snip-edges``), the DC offset removed per frame, the raw log-energy
+    (floored at log 1 = 0, torchaudio's default ``energy_floor``), pre-emphasis, the
+    Povey window, zero-padding to a power of two, the power spectrum, the mel banks
+    (``--low-freq``, ``--high-freq``, no VTLN), the log floored at float32's epsilon;
+    for MFCC the orthonormal DCT-II and the cepstral lifter. torchaudio rebuilds the
+    window and banks for every utterance and takes a complex ``abs`` then squares it;
+    this computes ``re^2 + im^2`` directly, which is about twice as fast.
+    """
+
+    def __init__(self, config: FeatureConfig):
+        from torchaudio.compliance import kaldi
+
+        self.config = config
+        rate = float(config.sample_rate)
+        self.size = int(rate * config.frame_length_ms / 1000)
+        self.shift = int(rate * config.frame_shift_ms / 1000)
+        if self.size < 2 or self.shift < 1:
+            raise ValueError(f"frame length {config.frame_length_ms} ms / shift "
+                             f"{config.frame_shift_ms} ms at {config.sample_rate} Hz")  # fmt: skip
+        self.padded = 1 << (self.size - 1).bit_length()  # Kaldi's --round-to-power-of-two
+        self.window = torch.hann_window(self.size, periodic=False, dtype=torch.float32).pow(0.85)
+        bins = int(config.num_mel_bins)
+        banks, _ = kaldi.get_mel_banks(bins, self.padded, rate, config.low_freq_hz,
+                                       config.high_freq_hz, 100.0, -500.0, 1.0)  # fmt: skip
+        # (padded / 2 + 1, bins): the Nyquist bin has no weight, as in Kaldi
+        self.banks = torch.nn.functional.pad(banks.float(), (0, 1)).T.contiguous()
+        self.eps = torch.tensor(torch.finfo(torch.float32).eps)
+        if config.kind == "mfcc":
+            if config.num_ceps > bins:
+                raise ValueError(f"num_ceps {config.num_ceps} > num_mel_bins {bins}")
+            from torchaudio.functional import create_dct
+
+            dct = create_dct(bins, bins, "ortho")  # (bins, bins), column k = DCT-II basis k
+            dct[:, 0] = math.sqrt(1.0 / bins)  # Kaldi's C0 scale
+            dct = dct[:, : config.num_ceps]
+            if config.cepstral_lifter:
+                i = torch.arange(config.num_ceps, dtype=torch.float32)
+                q = config.cepstral_lifter
+                dct = dct * (1.0 + 0.5 * q * torch.sin(math.pi * i / q))
+            self.dct = dct.float().contiguous()  # (bins, num_ceps), lifter folded in
+
+    def __call__(self, wave: torch.Tensor) -> torch.Tensor:
+        """Features ``(num_frames, dim)`` of int16-range mono samples ``(num_samples,)``."""
+        cfg = self.config
+        wave = wave.to(torch.float32)
+        if wave.numel() < self.size:
+            return torch.empty((0, cfg.dim), dtype=torch.float32)
+        frames = wave.unfold(0, self.size, self.shift)  # (T, size), a view
+        if cfg.dither:
+            frames = frames + torch.randn_like(frames) * cfg.dither
+        frames = frames - frames.mean(dim=1, keepdim=True)
+        if cfg.use_energy:  # raw energy: before pre-emphasis and the window
+            energy = torch.maximum(frames.pow(2).sum(1), self.eps).log().clamp_min(0.0)
+        if cfg.preemphasis:
+            previous = torch.cat([frames[:, :1], frames[:, :-1]], dim=1)
+            frames = frames - cfg.preemphasis * previous
+        spectrum = torch.fft.rfft(frames * self.window, n=self.padded)  # (T, padded/2+1)
+        power = spectrum.real.square() + spectrum.imag.square()
+        feats = torch.maximum(power @ self.banks, self.eps).log()  # (T, bins)
+        if cfg.kind == "mfcc":
+            feats = feats @ self.dct  # (T, num_ceps)
+            if cfg.use_energy:
+                feats[:, 0] = energy
+            return feats
+        if cfg.use_energy:
+            feats = torch.cat([energy[:, None], feats], dim=1)
+        return feats
+
+
+def compute_features_for_wave(wave: torch.Tensor, config: FeatureConfig) -> torch.Tensor:
+    """Features ``(num_frames, dim)`` of int16-range mono samples ``(num_samples,)``
+    (builds a :class:`KaldiFeatureComputer`; reuse one for many waves)."""
+    return KaldiFeatureComputer(config)(wave)
 
 
 @dataclasses.dataclass
@@ -146,6 +205,7 @@ def _run_job(
     skipped: dict[str, str] = {}
     resampled = 0
     warnings: dict[str, str] = {}
+    computer = KaldiFeatureComputer(config)
     with atomic_path(ark) as tmp, open(tmp, "wb") as f:
         for item in items:
             notes: list[str] = []
@@ -165,7 +225,7 @@ def _run_job(
                         item.source.scp_path,
                         item.source.line,
                     )
-                feats = compute_features_for_wave(wave, config)
+                feats = computer(wave)
             except InputError as e:
                 if not skip_bad:
                     raise

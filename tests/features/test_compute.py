@@ -13,7 +13,12 @@ from torchaudio.compliance import kaldi
 
 from asr_distill.data.kaldi_dir import DataDir, read_data_dir, validate_data_dir, write_data_dir
 from asr_distill.errors import InputError
-from asr_distill.features.compute import FeatureConfig, apply_cmvn, compute_features
+from asr_distill.features.compute import (
+    FeatureConfig,
+    KaldiFeatureComputer,
+    apply_cmvn,
+    compute_features,
+)
 from asr_distill.io.kaldi_ark import read_mat_scp
 from tests.conftest import make_wave
 
@@ -39,6 +44,29 @@ def test_fbank_equals_torchaudio_of_same_audio(tiny_data_dir: Path, tmp_path: Pa
         assert mat.shape == (ref.shape[0], 40)
         np.testing.assert_allclose(mat, ref.numpy(), rtol=1e-5, atol=1e-6)
     validate_data_dir(out)
+
+
+@pytest.mark.parametrize("kind", ["fbank", "mfcc"])
+@pytest.mark.parametrize("use_energy", [False, True])
+@pytest.mark.parametrize("samples", [400, 401, 16000, 23456])
+def test_feature_computer_equals_torchaudio(kind: str, use_energy: bool, samples: int):
+    """Our Kaldi fbank / MFCC (window, banks and DCT built once) against
+    torchaudio.compliance.kaldi, every option that FeatureConfig passes on."""
+    rng = np.random.default_rng(samples)
+    wave = torch.from_numpy((rng.standard_normal(samples) * 3000).astype(np.float32))
+    config = FeatureConfig(kind=kind, use_energy=use_energy, low_freq_hz=40.0,
+                           high_freq_hz=-200.0, preemphasis=0.95)  # fmt: skip
+    computer = KaldiFeatureComputer(config)
+    common = dict(num_mel_bins=config.num_mel_bins, dither=0.0, use_energy=use_energy,
+                  low_freq=40.0, high_freq=-200.0, preemphasis_coefficient=0.95)  # fmt: skip
+    if kind == "fbank":
+        ref = kaldi.fbank(wave[None], **common)
+    else:
+        ref = kaldi.mfcc(wave[None], num_ceps=13, cepstral_lifter=22.0, **common)
+    ours = computer(wave)
+    assert ours.shape == ref.shape == (1 + (samples - 400) // 160, config.dim)
+    np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-5, atol=1e-4)
+    np.testing.assert_array_equal(computer(wave).numpy(), ours.numpy())  # reusable
 
 
 def test_fbank_matches_kaldi_native_fbank(tiny_data_dir: Path, tmp_path: Path):
