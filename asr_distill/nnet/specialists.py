@@ -342,10 +342,37 @@ def set_mapping(senones: Sequence[int], num_pdfs: int) -> np.ndarray:
     return mapping
 
 
+def project_logits(logits: torch.Tensor, senones: torch.Tensor, rest: torch.Tensor) -> torch.Tensor:
+    """Full logits (B, P) -> a specialist's (B, |S| + 1): its senones' logits, then the
+    dustbin's, the log-sum-exp of all the others (so the softmax of the result is the
+    full softmax with the other senones' mass pooled)."""
+    return torch.cat([logits[:, senones], logits[:, rest].logsumexp(-1, keepdim=True)], -1)
+
+
+class _Projected(torch.nn.Module):
+    """A full-output model seen through :func:`project_logits` (what a specialist is
+    scored as); ``config`` is the model's (its context)."""
+
+    def __init__(self, model: torch.nn.Module, senones: torch.Tensor, rest: torch.Tensor):
+        super().__init__()
+        self.model, self.config = model, model.config
+        self.register_buffer("senones", senones, persistent=False)
+        self.register_buffer("rest", rest, persistent=False)
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return project_logits(self.model(inputs), self.senones, self.rest)
+
+
 class SpecialistObjective(Objective):
-    """The trainer's objective for one specialist: its senones plus a dustbin, batches
-    half from its senones (:meth:`FrameStore.balanced`), weights from the generalist,
-    hard cross-entropy plus the generalist's projected soft targets."""
+    """The trainer's objective for one specialist: batches half from its senones
+    (:meth:`FrameStore.balanced`), hard cross-entropy over its senones plus a dustbin,
+    plus the generalist's soft targets projected the same way.
+
+    A specialist is a copy of the generalist, all outputs kept, trained through
+    :func:`project_logits`: its dustbin is the pooled mass of the other senones. So
+    training starts exactly where the generalist is on the specialist's task (a dustbin
+    as one more output row, initialised from the others, starts far below it: a
+    log-sum-exp of rows is not a row) and the specialist can only move from there."""
 
     def __init__(self, generalist: str | Path, senones: Sequence[int], config: SpecialistConfig):
         from asr_distill.nnet.ensemble import model_digest
@@ -364,6 +391,8 @@ class SpecialistObjective(Objective):
             raise InputError(f"a specialist's senones must be distinct pdfs of 0..{num_pdfs - 1}",
                              generalist)  # fmt: skip
         self.mapping = set_mapping(self.senones, num_pdfs)
+        self.idx = torch.as_tensor(self.senones)
+        self.rest = torch.as_tensor(np.flatnonzero(self.mapping == len(self.senones)))
         self.name = f"specialist on {len(self.senones)} senones + dustbin"
         self.fraction: float | None = None  # of the labelled training frames in the set
 
@@ -377,40 +406,31 @@ class SpecialistObjective(Objective):
             raise InputError("a specialist needs labelled frames inside and outside its set",
                              train.path)  # fmt: skip
         self.fraction = float(inside.mean())
-        classes = np.arange(len(self.senones))
-        return (train.relabelled(self.mapping).balanced(classes),
-                dev.relabelled(self.mapping).balanced(classes))  # fmt: skip
+        # Training keeps the pdf targets (the loss maps them); dev is scored as the
+        # specialist's task, its senones plus the dustbin (:meth:`scored`).
+        return (train.balanced(self.senones),
+                dev.relabelled(self.mapping).balanced(np.arange(len(self.senones))))
 
     def setup(self, student, device: torch.device) -> None:
-        """Start from the generalist: its input normalisation and hidden layers, its
-        output rows for the set, and for the dustbin the mean of the other rows with the
-        log-sum-exp of their biases."""
+        """Start from the generalist: every weight and buffer."""
         g, s = self.generalist, student
-        if (g.config.hidden_layers, g.config.hidden_dim, g.config.left_context,
-                g.config.right_context, g.config.feat_dim) != (
-                s.config.hidden_layers, s.config.hidden_dim, s.config.left_context,
-                s.config.right_context, s.config.feat_dim):  # fmt: skip
+        if dataclasses.astuple(g.config) != dataclasses.astuple(
+                dataclasses.replace(s.config, dropout=g.config.dropout)):  # fmt: skip
             raise InputError("the specialist's shape (--config) differs from the generalist's",
                              self.generalist_path)  # fmt: skip
-        idx = torch.as_tensor(self.senones)
-        rest = torch.as_tensor(np.flatnonzero(self.mapping == len(self.senones)))
-        with torch.no_grad():
-            s.input_mean.copy_(g.input_mean)
-            s.input_inv_std.copy_(g.input_inv_std)
-            for a, b in zip(s.hidden, g.hidden, strict=True):
-                a.weight.copy_(b.weight)
-                a.bias.copy_(b.bias)
-            s.output.weight[:-1].copy_(g.output.weight[idx])
-            s.output.bias[:-1].copy_(g.output.bias[idx])
-            s.output.weight[-1].copy_(g.output.weight[rest].mean(0))
-            s.output.bias[-1].copy_(g.output.bias[rest].logsumexp(0))
+        s.load_state_dict(g.state_dict())
         self.generalist.to(device)
-        self.rest = rest.to(device)
-        self.idx = idx.to(device)
+        self.rest = self.rest.to(device)
+        self.idx = self.idx.to(device)
+        self.mapping_t = torch.as_tensor(self.mapping, dtype=torch.int64, device=device)
+
+    def scored(self, student):
+        return _Projected(student, self.idx, self.rest)
 
     def identity(self) -> dict:
         return {"objective": self.name, "specialist_config": dataclasses.asdict(self.c),
-                "generalist": self.digest, "senones": self.senones}  # fmt: skip
+                "generalist": self.digest, "senones": self.senones,
+                "dustbin": "pooled"}  # fmt: skip
 
     def record(self, exp_dir: Path) -> None:
         with atomic_open(exp_dir / SPECIALIST_FILE) as f:
@@ -423,16 +443,19 @@ class SpecialistObjective(Objective):
         from asr_distill.nnet import losses
 
         x = batch.inputs.to(device, non_blocking=True)
-        y = batch.targets.to(device, non_blocking=True)
-        logits = model(x)  # (B, |S| + 1)
+        y = self.mapping_t[batch.targets.to(device, non_blocking=True)]  # (B,) in 0..|S|
+        full = model(x).float()  # (B, P)
+        logits = project_logits(full, self.idx, self.rest)  # (B, |S| + 1)
         hard = losses.hard_cross_entropy(logits, y)
         if self.c.soft_weight == 0:
             return hard, logits, y
         t = self.c.temperature
         with torch.no_grad():
-            logp = (self.generalist(x).float() / t).log_softmax(-1)  # (B, P)
-            teacher = torch.cat([logp[:, self.idx], logp[:, self.rest].logsumexp(-1, True)], -1)
-        soft = losses.soft_cross_entropy(logits, teacher, t)
+            teacher = project_logits((self.generalist(x).float() / t).log_softmax(-1),
+                                     self.idx, self.rest)  # fmt: skip
+        # Both at T, then projected: the softmax of project(z / T) pools the others at T.
+        soft = losses.soft_cross_entropy(project_logits(full / t, self.idx, self.rest),
+                                         teacher, 1.0)  # fmt: skip
         return (1 - self.c.soft_weight) * hard + self.c.soft_weight * t * t * soft, logits, y
 
 
@@ -476,8 +499,9 @@ def train_specialists(
 
 @dataclasses.dataclass
 class Specialist:
-    """A trained specialist: its model (softmax over ``senones`` then the dustbin) and the
-    dustbin logit's correction (:func:`dustbin_log_correction`)."""
+    """A trained specialist: its model (all the generalist's outputs, seen through
+    :func:`project_logits`: ``senones`` then the dustbin) and the dustbin logit's
+    correction (:func:`dustbin_log_correction`)."""
 
     model: torch.nn.Module
     senones: list[int]
@@ -501,14 +525,20 @@ class Specialist:
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"bad or missing field ({e})", path) from None
         model = SpliceDnn.load(exp_dir / "final").eval()
-        if model.config.num_pdfs != len(senones) + 1:
-            raise InputError(f"the model has {model.config.num_pdfs} outputs for "
-                             f"{len(senones)} senones + dustbin", path)  # fmt: skip
+        num_pdfs = model.config.num_pdfs
+        if not senones or max(senones) >= num_pdfs or len(senones) >= num_pdfs:
+            raise InputError(f"the model has {num_pdfs} outputs: not a specialist (all the "
+                             f"generalist's outputs) on these {len(senones)} senones",
+                             path)  # fmt: skip
         return cls(model, senones, correction, str(exp_dir))
 
     def log_probs(self, inputs: torch.Tensor) -> torch.Tensor:
         """(B, |S| + 1) log-probabilities with the dustbin corrected."""
-        logits = self.model(inputs).float()
+        num_pdfs = self.model.config.num_pdfs
+        idx = torch.as_tensor(self.senones)
+        rest = torch.as_tensor(np.flatnonzero(set_mapping(self.senones, num_pdfs)
+                                              == len(self.senones)))  # fmt: skip
+        logits = project_logits(self.model(inputs).float(), idx, rest)
         logits[:, -1] += self.correction
         return logits.log_softmax(-1)
 

@@ -188,7 +188,7 @@ def evaluate(
     model: nn.Module, store: FrameStore, config: TrainConfig, d: _Dist, device: torch.device
 ) -> tuple[float, float]:
     """(mean CE, frame accuracy %) over the labelled frames of ``store`` (sharded over
-    ranks, summed with all_reduce)."""
+    ranks, summed with all_reduce); ``model`` has a SpliceDnn's ``config`` (context)."""
     model.eval()
     score = score_store([model], store, batch_size=max(config.batch_size, 1024),
                         device=device, bf16=config.bf16, rank=d.rank, world_size=d.world_size,
@@ -225,6 +225,11 @@ class Objective:
         return train, dev
 
     def wrap(self, student: SpliceDnn) -> nn.Module:
+        return student
+
+    def scored(self, student: SpliceDnn) -> nn.Module:
+        """The module whose outputs the dev view's targets are scored against (the
+        student; a specialist's projection onto its senones and the dustbin)."""
         return student
 
     def priors(self) -> tuple[np.ndarray | None, str]:
@@ -544,7 +549,7 @@ def _train(
         loss_sum, correct, count, labelled_count = _all_reduce_sums(
             [loss_sum, correct, count, labelled_count], d
         )
-        dev_loss, dev_acc = evaluate(model, dev, config, d, device)
+        dev_loss, dev_acc = evaluate(objective.scored(model), dev, config, d, device)
         last_lr = lr_at_step(config, state, step - 1, total_steps)
         row = {
             "epoch": epoch, "step": step, "lr": f"{last_lr:.6g}",

@@ -193,23 +193,32 @@ def generalist(tmp_path_factory):
     return root
 
 
-def test_a_specialist_starts_as_the_generalist_on_its_senones(generalist):
+def test_a_specialist_starts_as_the_generalist_on_its_senones_and_dustbin(generalist):
+    """At the start of training the specialist's task output (its senones and the
+    dustbin) is the generalist's distribution with the other senones pooled, exactly:
+    the dustbin's probability is the generalist's mass outside the set."""
     from asr_distill.features.framestore import FrameStore
     from asr_distill.nnet.model import SpliceDnn
 
     gen = SpliceDnn.load(generalist / "gen" / "final")
     objective = sp.SpecialistObjective(generalist / "gen" / "final", [2, 4], sp.SpecialistConfig())
-    train, _ = objective.views(FrameStore(generalist / "train"), FrameStore(generalist / "dev"))
-    assert train.num_pdfs == 3
+    train, dev = objective.views(FrameStore(generalist / "train"), FrameStore(generalist / "dev"))
+    assert train.num_pdfs == gen.config.num_pdfs and dev.num_pdfs == 3
     labels = np.asarray(FrameStore(generalist / "train").targets)
     assert objective.fraction == pytest.approx(np.isin(labels, [2, 4]).mean())
-    student = SpliceDnn(dataclasses.replace(gen.config, num_pdfs=3))
+    student = SpliceDnn(gen.config)
     objective.setup(student, torch.device("cpu"))
     x = FrameStore(generalist / "dev").gather(np.arange(50), left=2, right=2).inputs
     with torch.no_grad():
-        g, s = gen(x), student(x)
-    assert torch.equal(s[:, :2], g[:, [2, 4]])
-    bad = SpliceDnn(dataclasses.replace(gen.config, num_pdfs=3, hidden_dim=8))
+        pg = gen(x).softmax(-1)  # (50, 5)
+        ps = objective.scored(student)(x).softmax(-1)  # (50, 3)
+    expected = torch.stack([pg[:, 2], pg[:, 4], pg[:, [0, 1, 3]].sum(-1)], -1)
+    torch.testing.assert_close(ps, expected, rtol=1e-5, atol=1e-6)
+    batch = FrameStore(generalist / "train").gather(np.arange(64), left=2, right=2)
+    loss, logits, y = objective.loss(student, batch, torch.device("cpu"), 0)
+    assert logits.shape == (64, 3) and torch.isfinite(loss)
+    assert torch.equal(y, torch.as_tensor(objective.mapping)[batch.targets])
+    bad = SpliceDnn(dataclasses.replace(gen.config, hidden_dim=8))
     with pytest.raises(sp.InputError, match="shape"):
         objective.setup(bad, torch.device("cpu"))
     with pytest.raises(sp.InputError, match="distinct"):
