@@ -19,7 +19,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Run the teachers over every frame of STORE (a frame store) and write "
         "OUT_DIR: probs.npy (float16, top-k of the ensemble's distribution at T, "
         "descending; with --top-k 0 every pdf's, in pdf order), indices.npy (int32 "
-        "pdf-ids; none when dense), tail.npy (float32 mass outside the top-k), meta.json. "
+        "pdf-ids; none when dense), tail.npy (float32 mass outside the top-k), meta.json; "
+        "with --freq-mask, --views masked views of every frame and bands.npy. "
         "A distillation run reads it instead of running the teachers.",
         epilog="example: asr-distill make-soft-targets frames/train exp/soft_T2 "
         "--teacher exp/dnn_s1/final --teacher exp/dnn_s2/final --temperature 2 --top-k 64",
@@ -41,6 +42,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--weights", type=float, nargs="+", default=None, help="per-teacher weights (normalised)"
     )
+    p.add_argument("--views", type=int, default=1,
+                   help="with --freq-mask: label this many masked views of every frame; a "
+                   "student's epoch e trains on view e mod VIEWS, its windows under the same "
+                   "bands [1]")  # fmt: skip
+    p.add_argument("--freq-mask", type=int, default=0,
+                   help="SpecAugment frequency band of up to this many dims per window and "
+                   "view, fixed in the cache [0: clean windows]")  # fmt: skip
+    p.add_argument("--mask-seed", type=int, default=0, help="seed of the views' bands [0]")
     p.add_argument("--batch-size", type=int, default=4096, help="frames per forward pass")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -60,6 +69,9 @@ def _make(args: argparse.Namespace) -> int:
             weights=args.weights,
             batch_size=args.batch_size,
             device=args.device,
+            views=args.views,
+            freq_mask=args.freq_mask,
+            mask_seed=args.mask_seed,
             force=args.force,
             progress=not args.no_progress,
         )

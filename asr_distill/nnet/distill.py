@@ -171,6 +171,10 @@ class DistillObjective(Objective):
             self.cache.check(train_store, temperature=config.temperature,
                              model_paths=config.teachers or None, combine=config.combine,
                              weighting=config.weighting, weights=weights)  # fmt: skip
+            if self.cache.masked and perturbed:
+                raise InputError("the soft-target cache holds masked views, whose bands the "
+                                 "student's windows take: train without --freq-mask",
+                                 self.cache.path / "meta.json")  # fmt: skip
 
     def priors(self) -> tuple[np.ndarray | None, str]:
         """The teachers' own priors (the labelled counts of the data they were trained
@@ -230,22 +234,22 @@ class DistillObjective(Objective):
             return _StudentWithAux(student, self.c)
         return student
 
-    def _pseudo_labels(self, batch, x, device) -> torch.Tensor:
+    def _pseudo_labels(self, batch, x, device, view: int) -> torch.Tensor:
         """The teachers' most probable pdf per frame (B,) int64 (any T: same argmax)."""
         if self.cache is not None:
-            probs, idx, _ = self.cache.gather(batch.frames.numpy())
+            probs, idx, _ = self.cache.gather(batch.frames.numpy(), view)
             top = probs.argmax(-1) if idx is None else idx[:, 0]  # top-k is sorted
             return top.to(device)
         return self.teachers.log_probs(self.teacher_inputs(batch, x)).argmax(-1).to(device)
 
-    def _kd(self, logits, y, batch, x, device):
+    def _kd(self, logits, y, batch, x, device, view: int = 0):
         c = self.c
         if c.pseudo_labels:
-            pseudo = self._pseudo_labels(batch, x, device)  # (B,)
+            pseudo = self._pseudo_labels(batch, x, device, view)  # (B,)
             return c.soft_weight * losses.hard_cross_entropy(logits, pseudo) + \
                 c.hard_weight * losses.hard_cross_entropy(logits, y)  # fmt: skip
         if self.cache is not None:
-            probs, idx, tail = self.cache.gather(batch.frames.numpy())
+            probs, idx, tail = self.cache.gather(batch.frames.numpy(), view)
             if idx is None:  # dense cache: the whole distribution, in pdf order
                 return losses.distillation_loss(
                     logits, y, teacher_log_probs=probs.to(device).log(),
@@ -268,10 +272,15 @@ class DistillObjective(Objective):
         x = batch.inputs.to(device, non_blocking=True)
         y = batch.targets.to(device, non_blocking=True)
         if c.method == "kd":
+            view = 0
+            if self.cache is not None and self.cache.masked:  # the view its teachers saw
+                view = epoch % self.cache.views
+                start, width = self.cache.bands(batch.frames.numpy(), view)  # (B,), (B,)
+                x = augment.mask_bands(x, self.store.dim, start, width)
             if c.mixup_alpha > 0:  # the frame's own window dominates: its label stays
                 x = augment.mix_frames(x, c.mixup_alpha)
             logits = model(x)  # (B, P)
-            return self._kd(logits, y, batch, x, device), logits, y
+            return self._kd(logits, y, batch, x, device, view), logits, y
         if c.method == "logits":
             logits = model(x)
             with torch.no_grad():

@@ -30,6 +30,17 @@ On-disk format (``format_version`` 1), in the cache directory:
 
 Rows are in store frame order (frame ``i`` of the store is row ``i``), so a training
 batch's :attr:`FrameBatch.frames` index the cache directly, also for a subset view.
+
+Masked views (``views`` V >= 1 with ``freq_mask`` F > 0): the teachers label each frame
+V times, each time with its window under one SpecAugment frequency band of up to F
+dimensions (:func:`augment.draw_bands`, from a generator seeded by ``mask_seed`` and
+the view), so a student can train on perturbed windows that its teachers labelled
+as it sees them (Beyer et al. 2022's "consistent" teaching) at the cost of a cached
+student: the student's epoch ``e`` reads view ``e mod V`` and masks its windows with
+that view's bands. Then ``probs.npy`` (and ``indices.npy``, ``tail.npy``) hold V blocks
+of N rows (view ``v``, frame ``i`` is row ``v * N + i``), ``bands.npy`` uint8
+``(V, N, 2)`` the start and width of each band, and meta.json ``views``,
+``freq_mask``, ``mask_seed`` (absent: one unmasked view).
 """
 
 from __future__ import annotations
@@ -56,6 +67,7 @@ from asr_distill.io import (
 )
 from asr_distill.io.npy import load_npy_checked
 from asr_distill.io.step import read_done_meta, step_log
+from asr_distill.nnet import augment
 from asr_distill.nnet.ensemble import COMBINES, Ensemble, model_digest
 
 log = logging.getLogger(__name__)
@@ -65,6 +77,7 @@ PROBS_FILE = "probs.npy"
 INDICES_FILE = "indices.npy"
 TAIL_FILE = "tail.npy"
 META_FILE = "meta.json"
+BANDS_FILE = "bands.npy"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +128,9 @@ def make_soft_targets(
     weights: Sequence[float] | None = None,
     batch_size: int = 4096,
     device: str = "cpu",
+    views: int = 1,
+    freq_mask: int = 0,
+    mask_seed: int = 0,
     force: bool = False,
     progress: bool = True,
 ) -> SoftTargetSummary:
@@ -131,6 +147,10 @@ def make_soft_targets(
         ``geometric`` (normalised mean of log-probabilities); see :mod:`ensemble`.
     weights: per-member weights (normalised to sum to 1); default None is uniform.
     batch_size: frames per forward pass [4096]; device: where the teachers run [cpu].
+    views, freq_mask, mask_seed: with ``freq_mask`` F > 0, label ``views`` masked
+        views of every frame, each window under a frequency band of up to F dims drawn
+        from a generator seeded by (``mask_seed``, view); see the module docs. Without
+        masks only one view (the clean windows) makes sense.
     force: recompute a finished cache. Without it a finished cache is a no-op if it was
         made for the same store, teachers, combine, weights, T and k, and an
         :class:`InputError` naming its meta.json otherwise.
@@ -149,19 +169,25 @@ def make_soft_targets(
         raise ValueError(f"combine must be one of {COMBINES}, not {combine!r}")
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if views < 1 or freq_mask < 0 or (views > 1 and freq_mask == 0):
+        raise ValueError(f"views must be >= 1 and freq_mask >= 0, more than one view only "
+                         f"with masks (got views {views}, freq_mask {freq_mask})")  # fmt: skip
     w = _normalised_weights(weights, len(paths))
     store = FrameStore(store_dir)
     digests = [model_digest(p) for p in paths]
 
     settings = {"store": str(Path(store_dir).resolve()), "teachers": [str(p) for p in paths],
                 "temperature": float(temperature), "top_k": int(top_k), "combine": combine,
-                "weights": w, "batch_size": int(batch_size), "device": str(device)}  # fmt: skip
+                "weights": w, "batch_size": int(batch_size), "device": str(device),
+                "views": int(views), "freq_mask": int(freq_mask),
+                "mask_seed": int(mask_seed)}  # fmt: skip
     with step_log(out_dir, "make-soft-targets.log", force=force, config=settings) as run:
         if not run:  # finished: only if it holds what is asked for
             cache = SoftTargetCache(out_dir)
             if top_k == 0:
                 top_k = cache.num_pdfs
-            _check_same_request(cache, store, digests, w, combine, temperature, top_k)
+            request = (views, freq_mask, mask_seed if freq_mask else 0)
+            _check_same_request(cache, store, digests, w, combine, temperature, top_k, request)
             return SoftTargetSummary(
                 out_dir, cache.num_frames, cache.top_k, cache.num_pdfs, cache.temperature,
                 float(cache.meta.get("mean_tail", float("nan"))), time.monotonic() - t0,
@@ -186,32 +212,48 @@ def make_soft_targets(
                 store.path / "meta.json",
             )
 
+        if freq_mask > store.dim:
+            raise ValueError(f"freq_mask {freq_mask} is wider than the {store.dim}-dim features")
         n = store.features.shape[0]
-        check_free_space(out_dir, n * (top_k * 2 + (0 if dense else top_k * 4) + 4),
+        rows = views * n
+        check_free_space(out_dir, rows * (top_k * 2 + (0 if dense else top_k * 4) + 6),
                          "the soft-target cache")  # fmt: skip
         tail_sum = 0.0
         (out_dir / INDICES_FILE).unlink(missing_ok=True)  # a dense cache has none
+        (out_dir / BANDS_FILE).unlink(missing_ok=True)  # an unmasked cache has none
         with contextlib.ExitStack() as stack:
             probs_tmp = stack.enter_context(atomic_path(out_dir / PROBS_FILE))
             tail_tmp = stack.enter_context(atomic_path(out_dir / TAIL_FILE))
             fmt = np.lib.format
-            probs_mm = fmt.open_memmap(probs_tmp, mode="w+", dtype=np.float16, shape=(n, top_k))
-            indices_mm = None
+            probs_mm = fmt.open_memmap(probs_tmp, mode="w+", dtype=np.float16,
+                                       shape=(rows, top_k))  # fmt: skip
+            indices_mm = bands_mm = None
             if not dense:
                 indices_tmp = stack.enter_context(atomic_path(out_dir / INDICES_FILE))
                 indices_mm = fmt.open_memmap(indices_tmp, mode="w+", dtype=np.int32,
-                                             shape=(n, top_k))  # fmt: skip
-            tail_mm = fmt.open_memmap(tail_tmp, mode="w+", dtype=np.float32, shape=(n,))
-            bar = tqdm(total=n, desc="make-soft-targets", unit="frame", disable=not progress)
+                                             shape=(rows, top_k))  # fmt: skip
+            tail_mm = fmt.open_memmap(tail_tmp, mode="w+", dtype=np.float32, shape=(rows,))
+            if freq_mask:
+                bands_tmp = stack.enter_context(atomic_path(out_dir / BANDS_FILE))
+                bands_mm = fmt.open_memmap(bands_tmp, mode="w+", dtype=np.uint8,
+                                           shape=(views, n, 2))  # fmt: skip
+                for v in range(views):  # (start, width) of each frame's band in view v
+                    rng = np.random.default_rng([mask_seed, v])
+                    start, width = augment.draw_bands(n, store.dim, freq_mask, rng)
+                    bands_mm[v, :, 0], bands_mm[v, :, 1] = start, width
+            bar = tqdm(total=rows, desc="make-soft-targets", unit="frame",
+                       disable=not progress)  # fmt: skip
             with torch.no_grad(), bar:
-                for s in range(0, n, batch_size):
-                    e = min(n, s + batch_size)
-                    batch = store.gather(
-                        np.arange(s, e, dtype=np.int64),
-                        left=conf.left_context,
-                        right=conf.right_context,
-                    )
-                    log_p = ensemble.log_probs(batch.inputs.to(device), temperature)  # (B, P)
+                for v, s in ((v, s) for v in range(views) for s in range(0, n, batch_size)):
+                    e = min(n, s + batch_size)  # frames s..e-1 of view v
+                    frames = np.arange(s, e, dtype=np.int64)
+                    batch = store.gather(frames, left=conf.left_context, right=conf.right_context)
+                    x = batch.inputs.to(device)  # (B, W*D)
+                    if bands_mm is not None:
+                        band = torch.from_numpy(np.array(bands_mm[v, s:e]))  # (B, 2)
+                        x = augment.mask_bands(x, store.dim, band[:, 0], band[:, 1])
+                    log_p = ensemble.log_probs(x, temperature)  # (B, P)
+                    s, e = v * n + s, v * n + e  # rows of this view
                     p = log_p.float().exp()  # (B, P)
                     if dense:
                         top_p = p  # (B, P), pdf order
@@ -224,12 +266,12 @@ def make_soft_targets(
                     tail_mm[s:e] = tail_np
                     tail_sum += float(tail_np.sum(dtype=np.float64))
                     bar.update(e - s)
-            for mm in (probs_mm, indices_mm, tail_mm):
+            for mm in (probs_mm, indices_mm, tail_mm, bands_mm):
                 if mm is not None:
                     mm.flush()
-            del probs_mm, indices_mm, tail_mm
+            del probs_mm, indices_mm, tail_mm, bands_mm
 
-        mean_tail = tail_sum / max(n, 1)
+        mean_tail = tail_sum / max(rows, 1)
         meta = {
             "format_version": FORMAT_VERSION,
             "members": [
@@ -248,13 +290,16 @@ def make_soft_targets(
             "feats_sha256": store.meta["feats_sha256"],
             "mean_tail": mean_tail,
         }
+        if freq_mask:
+            meta.update(views=int(views), freq_mask=int(freq_mask), mask_seed=int(mask_seed))
         with atomic_open(out_dir / META_FILE) as f:
             json.dump(meta, f, indent=2, sort_keys=True)
             f.write("\n")
         seconds = time.monotonic() - t0
         log.info(
-            "%s: %d frames, top-%d of %d pdfs at T=%g, mean tail mass %.4g, %.1f s",
-            out_dir, n, top_k, num_pdfs, temperature, mean_tail, seconds,
+            "%s: %d frames x %d view(s)%s, top-%d of %d pdfs at T=%g, mean tail mass %.4g, "
+            "%.1f s", out_dir, n, views, f" (frequency bands up to {freq_mask})" if freq_mask
+            else "", top_k, num_pdfs, temperature, mean_tail, seconds,
         )  # fmt: skip
         return SoftTargetSummary(
             out_dir, n, top_k, num_pdfs, float(temperature), mean_tail, seconds, built=True
@@ -269,8 +314,10 @@ def _check_same_request(
     combine: str,
     temperature: float,
     top_k: int,
+    views: tuple[int, int, int],
 ) -> None:
-    """A finished cache is only reused for the request it was made for."""
+    """A finished cache is only reused for the request it was made for; ``views`` is
+    (views, freq_mask, mask_seed)."""
     m = cache.meta
     problems = []
     same_frames = cache.num_frames == int(store.features.shape[0])
@@ -282,6 +329,9 @@ def _check_same_request(
         problems.append(f"top_k {top_k} now, {cache.top_k} then")
     if m.get("combine") != combine:
         problems.append(f"combine {combine} now, {m.get('combine')} then")
+    then = (cache.views, cache.freq_mask, cache.mask_seed)
+    if then != tuple(views):
+        problems.append(f"views, freq_mask, mask_seed {views} now, {then} then")
     if _member_key(digests, weights) != _member_key(cache.member_digests, m.get("weights", [])):
         problems.append("teachers (sha256 of weights) or their weights differ")
     if problems:
@@ -311,6 +361,9 @@ class SoftTargetCache:
             n, k, p = (int(self.meta[x]) for x in ("num_frames", "top_k", "num_pdfs"))
             self.temperature = float(self.meta["temperature"])
             self.member_digests = [str(m["sha256"]) for m in self.meta["members"]]
+            self.views = int(self.meta.get("views", 1))
+            self.freq_mask = int(self.meta.get("freq_mask", 0))
+            self.mask_seed = int(self.meta.get("mask_seed", 0))
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"meta.json lacks or has a bad field ({e})", meta_path) from None
         if version != FORMAT_VERSION:
@@ -318,11 +371,17 @@ class SoftTargetCache:
         layout = self.meta.get("layout", "topk")
         if layout not in ("topk", "dense") or (layout == "dense" and k != p):
             raise InputError(f"bad layout {layout!r} for top_k {k} of {p} pdfs", meta_path)
+        if self.views < 1 or self.freq_mask < 0 or (self.views > 1 and not self.freq_mask):
+            raise InputError(f"bad views {self.views} / freq_mask {self.freq_mask}", meta_path)
         self.dense = layout == "dense"
         self.num_frames, self.top_k, self.num_pdfs = n, k, p
-        self._probs = self._open(PROBS_FILE, np.float16, (n, k))  # (N, k)
-        self._indices = None if self.dense else self._open(INDICES_FILE, np.int32, (n, k))
-        self._tail = self._open(TAIL_FILE, np.float32, (n,))  # (N,)
+        rows = self.views * n
+        self._probs = self._open(PROBS_FILE, np.float16, (rows, k))  # (V*N, k)
+        self._indices = None if self.dense else self._open(INDICES_FILE, np.int32, (rows, k))
+        self._tail = self._open(TAIL_FILE, np.float32, (rows,))  # (V*N,)
+        self._bands = (
+            self._open(BANDS_FILE, np.uint8, (self.views, n, 2)) if self.freq_mask else None
+        )  # (V, N, 2)
         if self._indices is not None and self._indices.size:
             lo, hi = int(self._indices.min()), int(self._indices.max())
             if lo < 0 or hi >= p:  # a damaged file: the loss would index past the outputs
@@ -408,18 +467,38 @@ class SoftTargetCache:
                     meta_path,
                 )
 
-    def gather(self, frames: np.ndarray | torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Soft targets of store frame indices ``frames`` (B,) (a batch's ``.frames``).
+    @property
+    def masked(self) -> bool:
+        """The cache holds masked views: a student must see its windows under the bands."""
+        return self._bands is not None
 
-        Returns probs ``(B, k)`` float32 (descending), indices ``(B, k)`` int64 pdf-ids
-        and tail ``(B,)`` float32 (the probability mass outside the top-k); for a dense
-        cache probs are ``(B, num_pdfs)`` in pdf order and indices None.
-        """
+    def _rows(self, frames: np.ndarray | torch.Tensor, view: int) -> np.ndarray:
         if isinstance(frames, torch.Tensor):
             frames = frames.cpu().numpy()
         frames = np.asarray(frames, dtype=np.int64)  # (B,)
         if frames.size and (frames.min() < 0 or frames.max() >= self.num_frames):
             raise IndexError(f"frame index out of range 0..{self.num_frames - 1}")
+        if not 0 <= view < self.views:
+            raise IndexError(f"view {view} out of range 0..{self.views - 1}")
+        return frames
+
+    def bands(self, frames: np.ndarray | torch.Tensor, view: int = 0) -> tuple[torch.Tensor, ...]:
+        """The frequency bands under which the teachers saw frames ``frames`` (B,) in
+        ``view``: start and width (B,) int64 (for :func:`augment.mask_bands`)."""
+        if self._bands is None:
+            raise ValueError(f"{self.path} holds no masked views")
+        band = torch.from_numpy(self._bands[view, self._rows(frames, view)].astype(np.int64))
+        return band[:, 0], band[:, 1]
+
+    def gather(self, frames: np.ndarray | torch.Tensor, view: int = 0) -> tuple[torch.Tensor, ...]:
+        """Soft targets of store frame indices ``frames`` (B,) (a batch's ``.frames``) in
+        ``view`` (0 .. views - 1; an unmasked cache has one).
+
+        Returns probs ``(B, k)`` float32 (descending), indices ``(B, k)`` int64 pdf-ids
+        and tail ``(B,)`` float32 (the probability mass outside the top-k); for a dense
+        cache probs are ``(B, num_pdfs)`` in pdf order and indices None.
+        """
+        frames = self._rows(frames, view) + view * self.num_frames  # rows of the view
         probs = torch.from_numpy(self._probs[frames]).float()  # (B, k); torch: 20x astype
         indices = (
             None if self.dense else torch.from_numpy(self._indices[frames].astype(np.int64))
@@ -431,5 +510,6 @@ class SoftTargetCache:
         return (
             f"SoftTargetCache({str(self.path)!r}, frames={self.num_frames}, "
             f"top_k={self.top_k}, num_pdfs={self.num_pdfs}, T={self.temperature:g}"
-            f"{', dense' if self.dense else ''})"
+            f"{', dense' if self.dense else ''}"
+            f"{f', {self.views} views masked up to {self.freq_mask}' if self.masked else ''})"
         )

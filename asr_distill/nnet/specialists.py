@@ -408,8 +408,8 @@ class SpecialistObjective(Objective):
         self.fraction = float(inside.mean())
         # Training keeps the pdf targets (the loss maps them); dev is scored as the
         # specialist's task, its senones plus the dustbin (:meth:`scored`).
-        return (train.balanced(self.senones),
-                dev.relabelled(self.mapping).balanced(np.arange(len(self.senones))))
+        dev_view = dev.relabelled(self.mapping).balanced(np.arange(len(self.senones)))
+        return train.balanced(self.senones), dev_view
 
     def setup(self, student, device: torch.device) -> None:
         """Start from the generalist: every weight and buffer."""

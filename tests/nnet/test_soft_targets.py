@@ -309,3 +309,77 @@ def test_distill_refuses_a_cache_of_another_combination(setup, tmp_path):
         conf = DistillConfig(soft_targets=str(out), temperature=T, combine="geometric",
                              weighting="accuracy")  # fmt: skip
         DistillObjective(conf, store)
+
+
+@pytest.mark.parametrize("top_k", [0, 3])
+def test_masked_views_hold_the_ensembles_distribution_of_the_masked_windows(setup, tmp_path,
+                                                                             top_k):  # fmt: skip
+    """Each view's rows are the online ensemble's distribution of the windows under that
+    view's bands; the views' bands differ, and a request for other views is refused."""
+    from asr_distill.nnet.augment import mask_bands
+
+    out = tmp_path / "soft"
+    make_soft_targets(setup["store"], setup["members"], out, temperature=T, top_k=top_k,
+                      views=3, freq_mask=2, mask_seed=7, batch_size=50,
+                      progress=False)  # fmt: skip
+    cache = SoftTargetCache(out)
+    store = FrameStore(setup["store"])
+    frames = np.arange(cache.num_frames)
+    batch = store.gather(frames, left=LEFT, right=RIGHT)
+    ensemble = Ensemble.load(setup["members"])
+    assert cache.masked and cache.views == 3 and cache.freq_mask == 2
+    bands = []
+    for v in range(3):
+        start, width = cache.bands(frames, v)
+        assert int(width.max()) == 2 and int(width.min()) == 0 and int((start + width).max()) <= DIM
+        bands.append(torch.stack([start, width]))
+        online = ensemble.log_probs(mask_bands(batch.inputs, DIM, start, width), T).exp()
+        probs, idx, _ = cache.gather(frames, v)
+        if idx is not None:  # top-k: compare the kept probabilities
+            online = online.gather(1, idx)
+        np.testing.assert_allclose(probs.numpy(), online.numpy(), atol=1e-3)
+    assert not torch.equal(bands[0], bands[1]) and not torch.equal(bands[1], bands[2])
+    with pytest.raises(IndexError, match="view 3 out of range"):
+        cache.gather(frames[:2], 3)
+    with pytest.raises(InputError, match=r"views, freq_mask, mask_seed \(3, 2, 8\) now"):
+        make_soft_targets(setup["store"], setup["members"], out, temperature=T, top_k=top_k,
+                          views=3, freq_mask=2, mask_seed=8, progress=False)  # fmt: skip
+    with pytest.raises(ValueError, match="more than one view only with masks"):
+        make_soft_targets(setup["store"], setup["members"], tmp_path / "x", temperature=T,
+                          top_k=top_k, views=2, progress=False)  # fmt: skip
+
+
+def test_a_student_of_masked_views_sees_its_windows_under_the_views_bands(setup, tmp_path):
+    """Epoch e reads view e mod V: the student's input is the batch under that view's
+    bands, its soft targets that view's rows; the trainer's own masks are refused."""
+    from asr_distill.nnet import losses
+    from asr_distill.nnet.augment import mask_bands
+    from asr_distill.nnet.distill import DistillConfig, DistillObjective
+
+    out = tmp_path / "soft"
+    make_soft_targets(setup["store"], setup["members"], out, temperature=T, top_k=0,
+                      views=2, freq_mask=3, progress=False)  # fmt: skip
+    store = FrameStore(setup["store"])
+    cache = SoftTargetCache(out)
+    config = DistillConfig(soft_targets=str(out), temperature=T)
+    objective = DistillObjective(config, store)
+    student = SpliceDnn.load(setup["student"])
+    seen = []
+    hook = student.register_forward_pre_hook(lambda m, args: seen.append(args[0].clone()))
+    batch = store.gather(np.arange(5, 37), left=LEFT, right=RIGHT)
+    for epoch in range(4):
+        view = epoch % 2
+        loss, _, _ = objective.loss(student, batch, torch.device("cpu"), epoch)
+        start, width = cache.bands(batch.frames, view)
+        x = mask_bands(batch.inputs, DIM, start, width)
+        assert torch.equal(seen[-1], x)
+        probs, _, _ = cache.gather(batch.frames, view)
+        want = losses.distillation_loss(
+            student(x), batch.targets, teacher_log_probs=probs.log(), temperature=T,
+            soft_weight=1.0, hard_weight=0.5,
+        ).total  # fmt: skip
+        torch.testing.assert_close(loss, want)
+    hook.remove()
+    assert not torch.equal(seen[0], seen[2])  # (seen: the objective's, then ours, per epoch)
+    with pytest.raises(InputError, match=r"masked views.*without --freq-mask"):
+        DistillObjective(config, store, perturbed=True)
