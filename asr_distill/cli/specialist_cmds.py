@@ -137,9 +137,10 @@ def _specialist_accuracy(args: argparse.Namespace) -> int:
               f"{r['covered_frames']} frames a specialist covers {r['covered_generalist']:.2f}%"
               f" -> {r['covered_with_specialists']:.2f}%")  # fmt: skip
         for k, row in r["by_active_cover"].items():
+            rel = row["relative_change"]  # None: the generalist had none of them right
             print(f"  {k} active specialist(s) cover the correct senone: {row['frames']} frames,"
                   f" correct {row['generalist_correct']} -> {row['combined_correct']} "
-                  f"({row['relative_change']:+.2f}%)")  # fmt: skip
+                  f"({'n/a' if rel is None else f'{rel:+.2f}%'})")  # fmt: skip
     if args.out:
         with atomic_open(args.out) as f:
             yaml.safe_dump(out, f, sort_keys=False)

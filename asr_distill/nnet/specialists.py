@@ -611,6 +611,6 @@ def score_specialists(generalist: torch.nn.Module, specialists: Sequence[Special
         "covered_with_specialists": pct(covered[2], covered[0]),
         "by_active_cover": {k: {"frames": r[0], "generalist_correct": r[1],
                                 "combined_correct": r[2], "change": r[2] - r[1],
-                                "relative_change": pct(r[2] - r[1], r[1])}
+                                "relative_change": pct(r[2] - r[1], r[1]) if r[1] else None}
                             for k, r in sorted(rows.items())},
     }  # fmt: skip

@@ -286,6 +286,12 @@ def test_specialist_accuracy_step(generalist, capsys):
     assert set(rows) <= {0, 1} and sum(row["frames"] for row in rows.values()) == r["frames"]
     gen_correct = sum(row["generalist_correct"] for row in rows.values())
     assert gen_correct == round(r["generalist"] * r["frames"] / 100)
-    assert "specialists" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "specialists" in out
+    # with no active specialist covering it, the generalist's top-1 is wrong: no relative
+    # change from 0 correct frames (was printed as thousands of per cent)
+    if 0 in rows:
+        assert rows[0]["generalist_correct"] == 0 and rows[0]["relative_change"] is None
+        assert "(n/a)" in out
     assert main(["specialist-accuracy", str(generalist / "gen" / "final"), str(generalist),
                  str(generalist / "dev")]) == 1  # no spec<m> dirs there  # fmt: skip
