@@ -13,14 +13,17 @@ frames=$work_dir/frames
 # The preset's keys, read in one go. Students have their own dev-chosen schedule
 # (student_*; $dnn_conf's is the baseline's and members'); student_parallel students
 # train at once, with frequency masks of student_freq_mask (on their windows; a cache
-# holds the teachers' targets of the clean windows). Seeds of each distilled row (Table 1's distilled, transfer and
+# holds the teachers' targets of the clean windows), or, with student_view_mask F > 0,
+# on student_views masked views of every frame that the teachers labelled (the cache's
+# bands of up to F dims; then student_freq_mask must be 0). Seeds of each distilled row
+# (Table 1's distilled, transfer and
 # pseudo-label students): seed 0 is the student that is decoded; seeds 1..N-1 (dirs
 # <name>_seed<s>) add frame accuracies for the rows' mean +- std. The exp dir names
 # below are the ones `asr-distill report` reads (asr_distill/report/report.py lists them).
 vars=$(yaml_vars "$conf" lmwts gmm_beam gmm_max_active dnn_lmwts dnn_beam dnn_max_active \
   ensemble_members ensemble_parallel temperatures soft_top_k hard_weight distill_lr \
   student_schedule student_epochs student_parallel student_seeds student_freq_mask \
-  small_fraction \
+  student_views student_view_mask small_fraction \
   small_epochs small_lr small_temperature small_hard_weight transfer_speeds \
   transfer_temperature transfer_hard_weight transfer_lr pseudo_lr transfer_epochs \
   specialists specialist_epochs specialist_soft_weight)
@@ -127,10 +130,14 @@ if run_stage 15; then
   cache_kind="top-$soft_top_k"; [ "$soft_top_k" = 0 ] && cache_kind="dense"
   log "Stage 15: distillation from the ensemble at T in {$temperatures} ($cache_kind cache)"
   load_teachers "$exp"
+  views=()  # masked views labelled by the teachers, or the clean windows
+  if [ "$student_view_mask" -gt 0 ]; then
+    views=(--views "$student_views" --freq-mask "$student_view_mask")
+  fi
   distill_at() {  # T: the cache, the student, its frame accuracy and decoding
     local t=$1
     asr-distill make-soft-targets "${teachers[@]}" --temperature "$t" --top-k "$soft_top_k" \
-      --no-progress "$frames/train" "$exp/soft_targets_T$t"
+      "${views[@]}" --no-progress "$frames/train" "$exp/soft_targets_T$t"
     # The student's learning rate (distill_lr) and schedule are chosen on dev, like T.
     asr-distill distill --config "$dnn_conf" --no-progress --soft-targets \
       "$exp/soft_targets_T$t" "${teachers[@]}" --temperature "$t" --hard-weight "$hard_weight" \
