@@ -40,9 +40,7 @@ def mix_frames(inputs: torch.Tensor, alpha: float) -> torch.Tensor:
 def mask_frequencies(inputs: torch.Tensor, feat_dim: int, max_width: int) -> torch.Tensor:
     """One band of up to ``max_width`` feature dimensions per window set to 0, in all
     of its frames; returns (B, W*D)."""
-    b, n = inputs.shape
-    if feat_dim < 1 or n % feat_dim:
-        raise ValueError(f"inputs of width {n} are not windows of {feat_dim}-dim frames")
+    b = inputs.shape[0]  # mask_bands checks the window's shape
     if not 0 < max_width <= feat_dim:
         raise ValueError(f"max_width must be in [1, {feat_dim}], got {max_width}")
     width = torch.randint(0, max_width + 1, (b,))  # (B,)
@@ -57,7 +55,7 @@ def draw_bands(num: int, feat_dim: int, max_width: int,
     if not 0 < max_width <= min(feat_dim, 255):
         raise ValueError(f"max_width must be in [1, {min(feat_dim, 255)}], got {max_width}")
     width = rng.integers(0, max_width + 1, num)  # (num,)
-    start = np.floor(rng.random(num) * (feat_dim - width + 1)).astype(np.int64)  # [0, D - w]
+    start = np.floor(rng.random(num) * (feat_dim - width + 1))  # (num,) in [0, D - w]
     return start.astype(np.uint8), width.astype(np.uint8)
 
 
