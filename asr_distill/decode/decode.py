@@ -70,7 +70,7 @@ def _decode_chunk(
     st = _STATE
     cfg: DecodeConfig = st["config"]
     model: GmmHmm = st["model"]
-    graph = read_fst(Path(st["graph"]))
+    graph = st["graph"]  # read once by the parent: forked workers share it
     dcfg = khg.LatticeFasterDecoderConfig(
         beam=cfg.beam, lattice_beam=cfg.lattice_beam, max_active=cfg.max_active,
         min_active=cfg.min_active,
@@ -122,7 +122,9 @@ def decode(
     words = read_symbols(graph_dir / "words.txt")
     if alignments is not None and len(config.lmwts) != 1:
         raise ValueError("alignments come from a decode at one LM weight")
-    _STATE.update(config=config, model=model, graph=graph, source=source, kind=kind,
+    # Read before forking: each worker shares the parent's graph (copy-on-write) instead
+    # of reading its own copy for every chunk (0.5 s for the small preset's HCLG).
+    _STATE.update(config=config, model=model, graph=read_fst(graph), source=source, kind=kind,
                   alignments=alignments is not None)  # fmt: skip
     try:
         if nj <= 1 or len(utts) < 2 * nj:
