@@ -45,9 +45,10 @@ fi
 
 if run_stage 8; then
   log "Stage 8: decoding graphs (HCLG) for $gmms"
-  for m in $gmms; do
-    asr-distill mkgraph "$data/lang_test" "$exp/$m" "$exp/$m/graph"
-  done
+  # mkgraph runs on one core (OpenFst's composition and determinization): $nj at a time.
+  mkgraph_of() { asr-distill mkgraph "$data/lang_test" "$exp/$1" "$exp/$1/graph"; }
+  # shellcheck disable=SC2086  # gmms is a list
+  run_parallel "$nj" mkgraph_of $gmms
 fi
 
 if run_stage 9; then
