@@ -67,6 +67,10 @@ class TrainConfig:
     freq_mask: SpecAugment frequency masking of every training window, a band of up to
     this many feature dims set to 0, fresh each step (:mod:`asr_distill.nnet.augment`;
     online teachers label the masked view) [0: off].
+    init: start from the weights and input normalisation of this saved DNN (a stem of
+    ``<stem>.safetensors`` + ``.yaml`` of the same shape, e.g. an ensemble member, for a
+    warm-started student) instead of a random initialisation; the pdf priors still come
+    from the training store's labels ['': random].
     """
 
     hidden_layers: int = 8
@@ -94,6 +98,7 @@ class TrainConfig:
     compile: bool = False
     fused_optimizer: bool = False
     device: str = "auto"
+    init: str = ""
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("sgd", "adamw"):
@@ -354,8 +359,27 @@ def run_identity(config: TrainConfig, train: FrameStore, dev: FrameStore,
     """Everything that decides a training run's result: stored in its checkpoints and
     compared on resume, so a resumed run never mixes settings or data."""
     conf = {k: v for k, v in dataclasses.asdict(config).items() if k not in _RESUMABLE_FIELDS}
-    return {"train_config": conf, "train_store": store_identity(train),
-            "dev_store": store_identity(dev), **objective.identity()}  # fmt: skip
+    out = {"train_config": conf, "train_store": store_identity(train),
+           "dev_store": store_identity(dev), **objective.identity()}  # fmt: skip
+    if config.init:  # the initial weights, by content: a retrained init model is another run
+        from asr_distill.nnet.ensemble import model_digest
+
+        out["init_sha256"] = model_digest(config.init)
+    return out
+
+
+def _init_model(stem: str, mconf: DnnConfig) -> SpliceDnn:
+    """The saved DNN ``stem`` to start from; InputError unless it has ``mconf``'s shape."""
+    init = SpliceDnn.load(stem)
+    got, want = init.config, mconf
+    fields = ("num_pdfs", "feat_dim", "left_context", "right_context", "hidden_layers",
+              "hidden_dim")  # fmt: skip
+    diff = [f"{f} {getattr(got, f)} (run: {getattr(want, f)})" for f in fields
+            if getattr(got, f) != getattr(want, f)]  # fmt: skip
+    if diff:
+        raise InputError("the init model has another shape: " + ", ".join(diff),
+                         Path(stem).with_suffix(".yaml"))  # fmt: skip
+    return init
 
 
 def _differences(old, new, prefix: str = "") -> list[str]:
@@ -435,6 +459,8 @@ def _train(
     if not (np.isfinite(mean).all() and np.isfinite(std).all()):
         _raise_non_finite(train, train_path, np.flatnonzero(~np.isfinite(train.features).all(1)))
     model.set_input_stats(mean, std)
+    if config.init:  # the saved model's weights with the normalisation they were learnt on
+        model.load_state_dict(_init_model(config.init, mconf).state_dict())
     labels = train.targets[train.frame_indices(labelled_only=True)]
     if len(labels):
         model.set_priors(np.bincount(labels, minlength=num_pdfs))

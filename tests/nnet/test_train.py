@@ -300,3 +300,37 @@ def test_newbob_rejected_epoch_restarts_from_the_best_weights(stores, tmp_path, 
     assert "epoch 3 rejected" not in caplog.text
     last = weights(exp)
     assert not all(torch.equal(last[k], best[k]) for k in best)
+
+
+def test_init_starts_from_a_saved_model_and_is_part_of_the_run(stores, tmp_path):
+    """--init: the run starts from the saved model's weights and normalisation (at a
+    vanishing learning rate it ends with them), refuses a model of another shape, and a
+    resume with other initial weights is refused."""
+    from asr_distill.errors import InputError
+
+    train, dev = stores
+    first = train_dnn(train, dev, tmp_path / "a", TrainConfig(**{**TINY, "epochs": 1}),
+                      progress=False)  # fmt: skip
+    still = {**TINY, "epochs": 1, "lr": 1e-12, "momentum": 0.0, "schedule": "constant"}
+    warm = train_dnn(train, dev, tmp_path / "b",
+                     TrainConfig(**still, init=str(tmp_path / "a" / "final")), progress=False)
+    for name, w in first.state_dict().items():
+        torch.testing.assert_close(warm.state_dict()[name], w, rtol=0, atol=1e-6, msg=name)
+    cold = train_dnn(train, dev, tmp_path / "c", TrainConfig(**still), progress=False)
+    assert not torch.allclose(cold.hidden[0].weight, first.hidden[0].weight)
+    assert best_dev_frame_acc(tmp_path / "b")[0] == pytest.approx(
+        best_dev_frame_acc(tmp_path / "a")[0], abs=0.01)  # fmt: skip
+    shape = r"a/final.yaml: the init model has another shape: hidden_dim 32 \(run: 16\)"
+    with pytest.raises(InputError, match=shape):
+        train_dnn(train, dev, tmp_path / "d", TrainConfig(**{**still, "hidden_dim": 16},
+                  init=str(tmp_path / "a" / "final")), progress=False)  # fmt: skip
+    # A killed warm-started run resumes only from the same initial weights.
+    (tmp_path / "b" / ".done").unlink()
+    train_dnn(train, dev, tmp_path / "a2", TrainConfig(**{**TINY, "epochs": 1, "seed": 5}),
+              progress=False)  # fmt: skip
+    (tmp_path / "a" / "final.safetensors").write_bytes(
+        (tmp_path / "a2" / "final.safetensors").read_bytes())  # fmt: skip
+    with pytest.raises(InputError, match="init_sha256"):
+        train_dnn(train, dev, tmp_path / "b", TrainConfig(**still, init=str(tmp_path / "a" /
+                                                                            "final")),
+                  progress=False)  # fmt: skip
