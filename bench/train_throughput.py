@@ -78,7 +78,7 @@ def time_training(store: FrameStore, conf: DnnConfig, device: torch.device, batc
     """Frames per second of the trainer's step over ``steps`` steps after warm-up."""
     torch.manual_seed(0)
     model = SpliceDnn(conf).to(device)
-    fused = {"fused": True} if "fused" in flags and device.type == "cuda" else {}
+    fused = {"fused": True} if "fused" in flags else {}
     opt = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9, **fused)
     step_model = torch.compile(model) if "compile" in flags else model
     objective = Objective()

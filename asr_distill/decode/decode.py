@@ -16,13 +16,13 @@ import dataclasses
 import itertools
 import logging
 import multiprocessing
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import kaldi_hmm_gmm as khg
 import numpy as np
-import torch
 
 from asr_distill.decode.config import DecodeConfig
 from asr_distill.decode.score import hyp_file
@@ -61,12 +61,20 @@ def pdf_loglikes_to_tid_columns(model: GmmHmm, pdf_loglikes: np.ndarray) -> np.n
 _STATE: dict = {}
 
 
+def _one_torch_thread() -> None:
+    """A worker computes on one core. Torch is loaded only where the parent scores with a
+    DNN (a GMM decode never imports it: its import costs more than a small decode)."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.set_num_threads(1)
+
+
 def _decode_chunk(
     utts: Sequence[str],
 ) -> list[tuple[str, float, list[int] | None, int, np.ndarray | None]]:
     """(utt, lmwt, word ids or None, frames, the best path's transition-ids or None) for
     each utterance and LM weight."""
-    torch.set_num_threads(1)
+    _one_torch_thread()
     st = _STATE
     cfg: DecodeConfig = st["config"]
     model: GmmHmm = st["model"]

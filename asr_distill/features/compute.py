@@ -432,22 +432,3 @@ def _write_cmvn(data: DataDir, stats: dict[str, list], ark_dir: Path, dim: int) 
                 acc[0, dim] += frames
             scp[spk] = write_ark_entry(f, ark, spk, acc)
     return scp
-
-
-def apply_cmvn(feats: np.ndarray, stats: np.ndarray, *, norm_vars: bool = False) -> np.ndarray:
-    """Kaldi's apply-cmvn: subtract the mean (and divide by the std if ``norm_vars``).
-
-    feats: (T, D); stats: (2, D+1) as written by compute-feats.
-    """
-    dim = feats.shape[1]
-    if stats.shape != (2, dim + 1):
-        raise ValueError(f"CMVN stats shape {stats.shape} does not fit features of dim {dim}")
-    count = stats[0, dim]
-    if count < 1:
-        raise ValueError("CMVN stats have a count below 1")
-    mean = stats[0, :dim] / count
-    out = feats - mean
-    if norm_vars:
-        var = stats[1, :dim] / count - mean * mean
-        out = out / np.sqrt(np.maximum(var, 1e-10))
-    return out.astype(np.float32)

@@ -17,7 +17,7 @@ from tqdm import tqdm
 
 from asr_distill.data.kaldi_dir import read_table
 from asr_distill.errors import InputError
-from asr_distill.features.compute import apply_cmvn
+from asr_distill.features.cmvn import apply_cmvn
 from asr_distill.features.framestore import (
     FEATS_FILE,
     FORMAT_VERSION,

@@ -28,7 +28,6 @@ from pathlib import Path
 import kaldi_hmm_gmm as khg
 import kaldifst
 import numpy as np
-import torch
 
 from asr_distill.data.kaldi_dir import read_table
 from asr_distill.errors import InputError
@@ -119,7 +118,6 @@ def _graph_compiler(model: GmmHmm, lang_dir: Path) -> khg.TrainingGraphCompiler:
 
 def _align_chunk(utts: Sequence[str]) -> list[tuple[str, np.ndarray | None, float, str]]:
     """Align ``utts`` with the state in ``_STATE``: (utt, tids or None, loglike, reason)."""
-    torch.set_num_threads(1)
     st = _STATE
     model: GmmHmm = st["model"]
     opts: AlignOptions = st["opts"]

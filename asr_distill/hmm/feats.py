@@ -11,30 +11,50 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
-import torchaudio
 
 from asr_distill.data.kaldi_dir import read_table
 from asr_distill.errors import InputError
-from asr_distill.features.compute import apply_cmvn
+from asr_distill.features.cmvn import apply_cmvn
 from asr_distill.hmm.transforms import FeatureTransform
 from asr_distill.io.kaldi_ark import read_mat, read_mat_scp
 
 log = logging.getLogger(__name__)
 
 
+def delta_scales(order: int = 2, window: int = 2) -> list[np.ndarray]:
+    """Kaldi's ``DeltaFeatures`` filters: one per order 0..``order``, centred, float32.
+
+    Order 0 is ``[1]``; order i convolves order i-1 with the regression window
+    ``n / sum_n n^2`` for ``n`` in ``-window..window`` (so order 2 spans ``+-2 window``).
+    """
+    base = np.arange(-window, window + 1, dtype=np.float64)
+    base /= float(np.sum(base * base))
+    scales = [np.ones(1)]
+    for _ in range(order):
+        scales.append(np.convolve(scales[-1], base))
+    return [s.astype(np.float32) for s in scales]
+
+
 def add_deltas(feats: np.ndarray, order: int = 2, window: int = 2) -> np.ndarray:
     """Kaldi's add-deltas: ``feats`` (T, D) -> (T, D * (order + 1)).
 
-    Each order is the regression of the previous one over +-``window`` frames,
-    ``d_t = sum_n n (c_{t+n} - c_{t-n}) / (2 sum_n n^2)``, edges repeated (torchaudio's
-    ``compute_deltas`` computes exactly this).
+    As Kaldi's ``DeltaFeatures::Process``: order i at frame t is
+    ``sum_j scales_i[j] x[clamp(t + j, 0, T - 1)]`` with the filters of
+    :func:`delta_scales` (order 1 is the regression
+    ``sum_n n (x_{t+n} - x_{t-n}) / (2 sum_n n^2)``; order 2 the regression of that
+    regression in the interior, the input's edge frames repeated at the edges).
     """
-    x = torch.from_numpy(np.ascontiguousarray(feats, np.float32)).T  # (D, T)
-    out = [x]
-    for _ in range(order):
-        out.append(torchaudio.functional.compute_deltas(out[-1], win_length=2 * window + 1))
-    return torch.cat(out).T.contiguous().numpy()  # (T, D * (order + 1))
+    x = np.ascontiguousarray(feats, np.float32)  # (T, D)
+    out = []
+    for scales in delta_scales(order, window):
+        reach = (len(scales) - 1) // 2
+        padded = np.pad(x, ((reach, reach), (0, 0)), mode="edge")  # (T + 2 reach, D)
+        acc = np.zeros_like(x)
+        for j, scale in enumerate(scales):
+            if scale != 0.0:
+                acc += scale * padded[j : j + len(x)]
+        out.append(acc)
+    return np.concatenate(out, axis=1)  # (T, D * (order + 1))
 
 
 def load_gmm_features(

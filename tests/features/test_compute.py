@@ -13,10 +13,10 @@ from torchaudio.compliance import kaldi
 
 from asr_distill.data.kaldi_dir import DataDir, read_data_dir, validate_data_dir, write_data_dir
 from asr_distill.errors import InputError
+from asr_distill.features.cmvn import apply_cmvn
 from asr_distill.features.compute import (
     FeatureConfig,
     KaldiFeatureComputer,
-    apply_cmvn,
     compute_features,
 )
 from asr_distill.io.kaldi_ark import read_mat_scp

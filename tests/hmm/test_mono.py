@@ -8,26 +8,40 @@ import pytest
 
 from asr_distill.cli import main
 from asr_distill.hmm.align import read_alignments, tids_to_pdfs
-from asr_distill.hmm.feats import add_deltas
+from asr_distill.hmm.feats import add_deltas, delta_scales
 from asr_distill.hmm.model import GmmHmm
 from asr_distill.hmm.train import load_training_data
 
 
-def test_add_deltas_is_kaldi_regression_formula():
+def test_add_deltas_is_kaldis_delta_features():
+    """Kaldi's DeltaFeatures: order 1 the regression over +-2 frames, order 2 the
+    regression of the regression with the INPUT's edge frames repeated (not the
+    first-order deltas'), which differs from delta(delta(x)) only near the edges."""
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((7, 2)).astype(np.float32)
+    x = rng.standard_normal((12, 2)).astype(np.float32)
     out = add_deltas(x)
-    assert out.shape == (7, 6)
+    assert out.shape == (12, 6)
+    T = len(x)
 
-    def delta(c):
-        padded = np.concatenate([c[:1], c[:1], c, c[-1:], c[-1:]])  # edges repeated
-        return np.stack(
-            [sum(n * (padded[t + 2 + n] - padded[t + 2 - n]) for n in (1, 2)) / 10
-             for t in range(len(c))]
-        )  # fmt: skip
+    def at(t):
+        return x[min(max(t, 0), T - 1)]
 
-    np.testing.assert_allclose(out[:, 2:4], delta(x), atol=1e-5)
-    np.testing.assert_allclose(out[:, 4:6], delta(delta(x)), atol=1e-5)
+    d1 = np.stack([sum(n * at(t + n) for n in (-2, -1, 1, 2)) / 10 for t in range(T)])
+    d2 = np.stack([sum(m * n * at(t + m + n) for m in (-2, -1, 1, 2) for n in (-2, -1, 1, 2))
+                   / 100 for t in range(T)])  # fmt: skip
+    np.testing.assert_array_equal(out[:, :2], x)
+    np.testing.assert_allclose(out[:, 2:4], d1, atol=1e-6)
+    np.testing.assert_allclose(out[:, 4:6], d2, atol=1e-6)
+
+    def regression(c):  # edges of c repeated
+        padded = np.concatenate([c[:1], c[:1], c, c[-1:], c[-1:]])
+        return np.stack([sum(n * (padded[t + 2 + n] - padded[t + 2 - n]) for n in (1, 2)) / 10
+                         for t in range(len(c))])  # fmt: skip
+
+    interior = slice(4, T - 4)  # 4 = the second-order filter's reach
+    np.testing.assert_allclose(out[interior, 4:6], regression(regression(x))[interior], atol=1e-6)
+    assert not np.allclose(out[:2, 4:6], regression(regression(x))[:2], atol=1e-6)
+    assert [len(s) for s in delta_scales()] == [1, 5, 9]
 
 
 def read_curve(exp):
