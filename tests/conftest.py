@@ -45,6 +45,13 @@ def write_tiny_data_dir(
     return write_data_dir(DataDir(wav_scp, text, utt2spk), root / "data")
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    """Slow tests (the recipes' end-to-end runs) first: under pytest-xdist
+    (scripts/test.sh) a worker takes them at the start and the other runs the rest
+    beside them, instead of one worker running them alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)  # stable
+
+
 @pytest.fixture
 def tiny_data_dir(tmp_path: Path) -> Path:
     return write_tiny_data_dir(tmp_path)
