@@ -12,8 +12,8 @@ from asr_distill.decode.score import read_best_lmwt, score_decode_dir
 from asr_distill.errors import InputError
 from asr_distill.io import atomic_open
 
-# decode and frame-accuracy import the decoders and torch when they run, so that score
-# starts fast.
+# decode and frame-accuracy import the decoders when they run, and torch only for DNNs
+# (its import costs more than a small GMM decode), so that score starts fast.
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -106,13 +106,14 @@ def _add_combine(p: argparse.ArgumentParser) -> None:
 
 def _decode(args: argparse.Namespace) -> int:
     from asr_distill.decode.decode import decode_data_dir
-    from asr_distill.decode.dnn import decode_dnn
 
     if args.lmwt_from and args.lmwts:
         raise InputError("give --lmwts or --lmwt-from, not both")
     lmwts = [read_best_lmwt(args.lmwt_from)] if args.lmwt_from else None
     config = config_from_args(DecodeConfig, args, args.config, lmwts=lmwts)
     if args.dnn:
+        from asr_distill.decode.dnn import decode_dnn
+
         decode_dnn(
             args.graph_dir, args.model_dir, args.dnn, args.data, args.decode_dir, config,
             nj=args.nj, force=args.force, combine=args.combine, weighting=args.weighting,

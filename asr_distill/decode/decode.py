@@ -63,7 +63,8 @@ _STATE: dict = {}
 
 def _one_torch_thread() -> None:
     """A worker computes on one core. Torch is loaded only where the parent scores with a
-    DNN (a GMM decode never imports it: its import costs more than a small decode)."""
+    DNN (decode --dnn); a GMM decode never imports it (its import costs more than a small
+    decode)."""
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +76,18 @@ def test_gmm_decode_and_score(gmm_system, mono, mono_graph):
     wer = float((out / "best_wer").read_text().split()[1])
     # A monophone model decoding its own (seen) training data does far better than chance.
     assert wer < 60.0
+
+
+def test_gmm_align_and_decode_run_without_torch(gmm_system, mono, mono_graph, tmp_path):
+    """A GMM step never imports torch (1.5 s, more than a small step's work)."""
+    data, lang = gmm_system / "data" / "train_mfcc", gmm_system / "data" / "lang"
+    steps = [["align", "--nj", "2", data, lang, mono, tmp_path / "ali"],
+             ["decode", "--nj", "2", "--lmwts", "10", mono_graph, mono, data, tmp_path / "dec"]]
+    code = ("import sys; from asr_distill.cli import main; "
+            f"codes = [main(list(map(str, s))) for s in {[list(map(str, s)) for s in steps]!r}]; "
+            "print(codes, 'torch' in sys.modules)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.split("\n")[-2] == "[0, 0] False", out.stderr[-3000:]
 
 
 def test_decode_at_the_lm_weight_chosen_on_dev(gmm_system, mono, mono_graph, tmp_path):

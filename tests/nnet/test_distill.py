@@ -228,7 +228,7 @@ def test_fitnets_under_torchrun_with_two_processes(toy, tmp_path):
 
     exp = tmp_path / "fitnets"
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                "--master-port", str(29600 + os.getpid() % 1000)]  # fmt: skip
+                "--standalone"]  # fmt: skip
     args = ["-m", "asr_distill", "distill", "--method", "fitnets", "--hint-epochs", "1",
             "--epochs", "2", *TINY, *[a for p in teachers(toy) for a in ("--teacher", p)],
             str(toy / "train"), str(toy / "dev"), str(exp)]  # fmt: skip

@@ -180,7 +180,7 @@ def test_ddp_two_processes_match_one(stores, tmp_path):
     one, two = tmp_path / "one", tmp_path / "two"
     subprocess.run(cli(train, dev, str(one)), check=True, env=ENV, capture_output=True)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
-                "--master-port", str(29500 + os.getpid() % 1000)]  # fmt: skip
+                "--standalone"]  # fmt: skip
     out = subprocess.run([*torchrun, *cli(train, dev, str(two))[1:]], env=ENV,
                          capture_output=True, text=True)  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
