@@ -154,10 +154,15 @@ def model_config(config: TrainConfig, num_pdfs: int, feat_dim: int) -> DnnConfig
     )  # fmt: skip
 
 
-def _make_optimizer(config: TrainConfig, params, device: torch.device) -> torch.optim.Optimizer:
-    # CUDA only: torch's fused SGD on a CPU (2.14) gained 2-4 % of a cpu-preset step but
-    # aborted under DDP (gloo) and refused the FitNets hint stage's steps.
-    fused = {"fused": True} if config.fused_optimizer and device.type == "cuda" else {}
+def _make_optimizer(config: TrainConfig, params, device: torch.device,
+                    all_params_every_step: bool = True) -> torch.optim.Optimizer:  # fmt: skip
+    """The optimiser; its fused kernel only on CUDA and only where every parameter has a
+    gradient from the first step on. torch 2.14's fused SGD passes the missing momentum
+    buffers of parameters that get their first gradient later (FitNets' layers above the
+    hint, after the hint stage) as None and fails ("expected Tensor ... got NoneType");
+    on a CPU it gained 2-4 % of a cpu-preset step and also aborted under DDP (gloo)."""
+    use_fused = config.fused_optimizer and device.type == "cuda" and all_params_every_step
+    fused = {"fused": True} if use_fused else {}
     if config.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay, **fused)
     return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum,
@@ -478,7 +483,8 @@ def _train(
     model.to(device)
     objective.setup(model, device)
     trainable = objective.wrap(model).to(device)  # the student, maybe with extra heads
-    optimizer = _make_optimizer(config, trainable.parameters(), device)
+    optimizer = _make_optimizer(config, trainable.parameters(), device,
+                                all_params_every_step=not objective.unused_parameters)
     steps_per_epoch = train.num_batches(config.batch_size, drop_last=True,
                                         labelled_only=labelled_only)  # fmt: skip
     if steps_per_epoch == 0:

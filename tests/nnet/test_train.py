@@ -18,7 +18,7 @@ from asr_distill.features.framestore_build import build_frame_store
 from asr_distill.nnet.curve import best_dev_frame_acc, read_train_curve
 from asr_distill.nnet.model import DnnConfig, SpliceDnn
 from asr_distill.nnet.schedule import ScheduleState, end_of_epoch
-from asr_distill.nnet.train import Objective, TrainConfig, train_dnn
+from asr_distill.nnet.train import Objective, TrainConfig, _make_optimizer, train_dnn
 
 DIM, PDFS = 6, 5
 
@@ -334,3 +334,20 @@ def test_init_starts_from_a_saved_model_and_is_part_of_the_run(stores, tmp_path)
         train_dnn(train, dev, tmp_path / "b", TrainConfig(**still, init=str(tmp_path / "a" /
                                                                             "final")),
                   progress=False)  # fmt: skip
+
+
+def test_fused_optimizer_only_on_cuda_and_where_every_parameter_steps_from_the_start():
+    """torch's fused SGD fails once a parameter gets its first gradient after others
+    (FitNets' hint stage), and aborted under DDP on a CPU: the trainer asks for it on
+    CUDA, for objectives whose every parameter has a gradient from the first step."""
+
+    def fused(device: str, every_step: bool = True, flag: bool = True) -> bool:
+        params = [torch.nn.Parameter(torch.zeros(2))]
+        opt = _make_optimizer(TrainConfig(fused_optimizer=flag), params, torch.device(device),
+                              all_params_every_step=every_step)  # fmt: skip
+        return bool(opt.defaults.get("fused"))
+
+    assert fused("cuda")
+    assert not fused("cuda", every_step=False)
+    assert not fused("cuda", flag=False)
+    assert not fused("cpu")
