@@ -69,8 +69,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser(_command_of(argv)).parse_args(argv)
     setup_logging(verbose=args.verbose)
+    finished = False
     try:
         result = args.func(args)
+        finished = True
     except InputError as e:
         log.error("%s", e, exc_info=args.verbose)
         return 1
@@ -82,15 +84,20 @@ def main(argv: list[str] | None = None) -> int:
         log.error("interrupted")
         return 130
     finally:
-        _end_distributed()
+        _end_distributed(together=finished)
     return int(result or 0)
 
 
-def _end_distributed() -> None:
+def _end_distributed(together: bool) -> None:
     """Destroy a torchrun process group the step made: left to the interpreter's exit,
-    gloo's threads can abort a rank (SIGABRT) after the run has finished."""
+    gloo's threads can abort a rank (SIGABRT) after the run has finished. After a step
+    that finished on every rank, the ranks first meet at a barrier, so none tears down
+    its group while another still talks to it (rank 1 of the FitNets torchrun test once
+    aborted after its run); after an error, no barrier (the other ranks may be gone)."""
     dist = sys.modules.get("torch.distributed")
     if dist is not None and dist.is_available() and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 
