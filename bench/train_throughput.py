@@ -7,8 +7,8 @@ machine's dense matmul FLOP/s, measured side by side in one run.
 
 A mode is ``fp32`` or a ``+``-joined subset of ``bf16``, ``compile`` and ``fused``
 (the trainer's --bf16, --compile and --fused-optimizer), e.g. ``bf16+compile+fused``.
-``fused`` applies on a CPU too, where the trainer does not use it (torch 2.14's fused
-CPU SGD aborts under DDP): the bench measures what it would gain.
+``fused`` applies on a CPU too, where the trainer does not use it (bench/RESULTS.md
+says why): the bench measures what it would gain.
 Every combination of --modes, --batch-size and --splice is timed in this one process.
 
 The model and the batches are the real ones (SpliceDnn on spliced windows gathered

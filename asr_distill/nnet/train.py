@@ -160,7 +160,7 @@ def _make_optimizer(config: TrainConfig, params, device: torch.device,
     gradient from the first step on. torch 2.14's fused SGD passes the missing momentum
     buffers of parameters that get their first gradient later (FitNets' layers above the
     hint, after the hint stage) as None and fails ("expected Tensor ... got NoneType");
-    on a CPU it gained 2-4 % of a cpu-preset step and also aborted under DDP (gloo)."""
+    on a CPU it gained 2-4 % of a cpu-preset step, and a DDP test (gloo) aborted with it."""
     use_fused = config.fused_optimizer and device.type == "cuda" and all_params_every_step
     fused = {"fused": True} if use_fused else {}
     if config.optimizer == "adamw":
