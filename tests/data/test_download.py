@@ -45,6 +45,8 @@ class ServerState:
     drop_after: int | None = None  # next response: send only this many body bytes, then close
     bytes_served: int = 0
     range_headers: list[str | None] = dataclasses.field(default_factory=list)
+    in_flight: int = 0  # responses still being written; the client may have read them already
+    settled: threading.Condition = dataclasses.field(default_factory=threading.Condition)
 
 
 class FileServer:
@@ -56,6 +58,16 @@ class FileServer:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                with state.settled:
+                    state.in_flight += 1
+                try:
+                    self._get()
+                finally:
+                    with state.settled:
+                        state.in_flight -= 1
+                        state.settled.notify_all()
+
+            def _get(self) -> None:
                 rng = self.headers.get("Range")
                 state.range_headers.append(rng)
                 data = state.files.get(self.path)
@@ -91,6 +103,12 @@ class FileServer:
         self.thread = threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
 
+    def served(self) -> int:
+        """Body bytes sent, once every response has been written (the client may finish first)."""
+        with self.state.settled:
+            assert self.state.settled.wait_for(lambda: self.state.in_flight == 0, timeout=10)
+            return self.state.bytes_served
+
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
 
@@ -118,7 +136,7 @@ def test_download_verifies_and_renames(server: FileServer, tmp_path: Path) -> No
     assert out == dest
     assert dest.read_bytes() == PAYLOAD
     assert not part_path(dest).exists()
-    assert server.state.bytes_served == len(PAYLOAD)
+    assert server.served() == len(PAYLOAD)
 
 
 def test_present_good_file_is_not_downloaded_again(server: FileServer, tmp_path: Path) -> None:
@@ -170,7 +188,7 @@ def test_resume_fetches_only_the_rest(server: FileServer, tmp_path: Path) -> Non
     part_path(dest).write_bytes(PAYLOAD[:have])
     download_file(server.url("/f.bin"), dest, [sha256(PAYLOAD)], progress=False)
     assert server.state.range_headers == [f"bytes={have}-"]
-    assert server.state.bytes_served == len(PAYLOAD) - have
+    assert server.served() == len(PAYLOAD) - have
     assert dest.read_bytes() == PAYLOAD
     assert not part_path(dest).exists()
 
@@ -181,7 +199,7 @@ def test_server_ignoring_range_restarts_from_zero(server: FileServer, tmp_path: 
     dest = tmp_path / "f.bin"
     part_path(dest).write_bytes(b"X" * 1000)  # junk that must not end up in the result
     download_file(server.url("/f.bin"), dest, [sha256(PAYLOAD)], progress=False)
-    assert server.state.bytes_served == len(PAYLOAD)
+    assert server.served() == len(PAYLOAD)
     assert dest.read_bytes() == PAYLOAD
 
 
@@ -205,7 +223,7 @@ def test_dropped_connection_is_resumed(server: FileServer, tmp_path: Path) -> No
     dest = tmp_path / "f.bin"
     download_file(server.url("/f.bin"), dest, [sha256(PAYLOAD)], retry_wait_s=0, progress=False)
     assert server.state.range_headers == [None, "bytes=400000-"]
-    assert server.state.bytes_served == len(PAYLOAD)
+    assert server.served() == len(PAYLOAD)
     assert dest.read_bytes() == PAYLOAD
 
 
@@ -214,7 +232,7 @@ def test_complete_partial_file_with_416_is_accepted(server: FileServer, tmp_path
     dest = tmp_path / "f.bin"
     part_path(dest).write_bytes(PAYLOAD)
     download_file(server.url("/f.bin"), dest, [sha256(PAYLOAD)], progress=False)
-    assert server.state.bytes_served == 0
+    assert server.served() == 0
     assert dest.read_bytes() == PAYLOAD
 
 
