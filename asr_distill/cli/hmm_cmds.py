@@ -1,5 +1,5 @@
-"""GMM-HMM subcommands: train-mono, align, build-tree, train-tri, train-lda-mllt,
-train-sat."""
+"""GMM-HMM subcommands: train-mono, align, convert-ali, build-tree, train-tri,
+train-lda-mllt, train-sat."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from asr_distill.hmm.triphone import (
     TreeConfig,
     TriConfig,
     build_tree_dir,
+    convert_ali_dir,
     train_lda_mllt,
     train_tri,
 )
@@ -58,6 +59,24 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nj", type=int, default=1, help="alignment processes (1)")
     add_config_options(p, AlignOptions)
     p.set_defaults(func=_align)
+
+    p = sub.add_parser(
+        "convert-ali",
+        help="alignments onto another model's tree (Kaldi's convert-ali)",
+        description="Map ALI_DIR's alignments (of the model ALI_DIR holds) onto MODEL_DIR's "
+        "tree and transition model: each frame keeps its phone, HMM state and "
+        "transition, and gets the pdf of its phonetic context in MODEL_DIR's tree. Writes "
+        "OUT_DIR as align does (ali.ark, pdf.ark, phones.ctm, failed.txt, pdf_counts, "
+        "num_pdfs, MODEL_DIR's model). The HMM topologies must be the same.",
+        epilog="example: asr-distill convert-ali data/lang exp/tri1 exp/tri3b_ali_train "
+        "exp/tri3b_ali_train_tri1",
+    )
+    p.add_argument("lang")
+    p.add_argument("model_dir")
+    p.add_argument("ali_dir")
+    p.add_argument("out_dir")
+    p.add_argument("--force", action="store_true", help="redo a finished output")
+    p.set_defaults(func=_convert_ali)
 
     p = sub.add_parser(
         "build-tree",
@@ -164,6 +183,11 @@ def _train_sat(args: argparse.Namespace) -> int:
 def _train_mono(args: argparse.Namespace) -> int:
     config = config_from_args(MonoConfig, args, args.config)
     train_mono(args.data, args.lang, args.exp_dir, config, force=args.force)
+    return 0
+
+
+def _convert_ali(args: argparse.Namespace) -> int:
+    convert_ali_dir(args.lang, args.model_dir, args.ali_dir, args.out_dir, force=args.force)
     return 0
 
 

@@ -187,6 +187,53 @@ def convert_alignments(
     return out
 
 
+def convert_ali_dir(
+    lang_dir: str | Path, model_dir: str | Path, ali_dir: str | Path, out_dir: str | Path,
+    *, force: bool = False,
+) -> dict | None:  # fmt: skip
+    """Kaldi's ``convert-ali`` as a step: ``ali_dir``'s alignments (made by the model it
+    holds) onto ``model_dir``'s tree and transition model, written as an alignment dir
+    of that model (its ``pdf.ark`` gives DNN targets with the old alignment's
+    boundaries and the new tree's pdfs). The utterances that failed to align stay
+    listed in ``failed.txt``. Returns a summary, or None if already done."""
+    from asr_distill.hmm.align import FAILED_FILE, AlignResult, write_alignment_dir
+    from asr_distill.lang.validate import validate_lang
+
+    out_dir = Path(out_dir)
+    config = {"model_dir": str(model_dir), "ali_dir": str(ali_dir)}
+    with step_log(out_dir, "convert_ali.log", force=force, config=config) as run:
+        if not run:
+            return None
+        old, new = GmmHmm.load(ali_dir), GmmHmm.load(model_dir)
+        if old.topo_text.split() != new.topo_text.split():
+            raise InputError(f"{ali_dir} has another HMM topology", Path(model_dir) / "topo")
+        alignments = read_alignments(ali_dir)
+        try:
+            converted = convert_alignments(old, new, alignments)
+        except ValueError as e:
+            raise InputError(f"cannot convert to {model_dir}'s tree: {e}", ali_dir) from None
+        failed = {}
+        failed_path = Path(ali_dir) / FAILED_FILE
+        if failed_path.is_file():
+            for line in failed_path.read_text(encoding="utf-8").splitlines():
+                utt, _, reason = line.partition(" ")
+                if utt:
+                    failed[utt] = reason
+        frames = sum(len(t) for t in converted.values())
+        result = AlignResult(converted, failed, 0.0, frames)
+        phone_names = {i: p for p, i in validate_lang(lang_dir).phones.items()}
+        write_alignment_dir(out_dir, new, result, phone_names)
+        summary = {"utterances": len(converted) + len(failed), "aligned": len(converted),
+                   "failed": len(failed), "frames": frames, "from_pdfs": old.num_pdfs,
+                   "to_pdfs": new.num_pdfs}  # fmt: skip
+        log.info("convert-ali %s (%d pdfs) to %s (%d pdfs): %d utterances, %d frames; "
+                 "%d failed in the source, still listed", ali_dir, old.num_pdfs, model_dir,
+                 new.num_pdfs, len(converted), frames, len(failed))  # fmt: skip
+        with atomic_open(out_dir / "summary.yaml") as f:
+            f.writelines(f"{k}: {v}\n" for k, v in summary.items())
+        return summary
+
+
 def build_tree_dir(
     data_dir: str | Path,
     lang_dir: str | Path,

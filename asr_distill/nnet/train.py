@@ -484,7 +484,7 @@ def _train(
     objective.setup(model, device)
     trainable = objective.wrap(model).to(device)  # the student, maybe with extra heads
     optimizer = _make_optimizer(config, trainable.parameters(), device,
-                                all_params_every_step=not objective.unused_parameters)
+                                all_params_every_step=not objective.unused_parameters)  # fmt: skip
     steps_per_epoch = train.num_batches(config.batch_size, drop_last=True,
                                         labelled_only=labelled_only)  # fmt: skip
     if steps_per_epoch == 0:

@@ -81,8 +81,10 @@ def test_gmm_decode_and_score(gmm_system, mono, mono_graph):
 def test_gmm_align_and_decode_run_without_torch(gmm_system, mono, mono_graph, tmp_path):
     """A GMM step never imports torch (1.5 s, more than a small step's work)."""
     data, lang = gmm_system / "data" / "train_mfcc", gmm_system / "data" / "lang"
-    steps = [["align", "--nj", "2", data, lang, mono, tmp_path / "ali"],
-             ["decode", "--nj", "2", "--lmwts", "10", mono_graph, mono, data, tmp_path / "dec"]]
+    steps = [
+        ["align", "--nj", "2", data, lang, mono, tmp_path / "ali"],
+        ["decode", "--nj", "2", "--lmwts", "10", mono_graph, mono, data, tmp_path / "dec"],
+    ]
     code = ("import sys; from asr_distill.cli import main; "
             f"codes = [main(list(map(str, s))) for s in {[list(map(str, s)) for s in steps]!r}]; "
             "print(codes, 'torch' in sys.modules)")  # fmt: skip

@@ -92,6 +92,30 @@ def test_convert_alignments_keeps_phones_and_states(gmm_system, mono_ali):
     assert seen <= set(range(tree.num_pdfs)) and len(seen) > 30
 
 
+def test_convert_ali_step_maps_boundaries_onto_another_tree(gmm_system, mono_ali, tri1, tmp_path):
+    import shutil
+
+    lang = gmm_system / "data" / "lang"
+    source = tmp_path / "mono_ali"
+    shutil.copytree(mono_ali, source)
+    with open(source / "failed.txt", "a", encoding="utf-8") as f:
+        f.write("utt-x no path within the retry beam\n")  # carried over, never dropped
+    same, other = tmp_path / "same", tmp_path / "to_tri1"
+    assert main(["convert-ali", str(lang), str(mono_ali), str(source), str(same)]) == 0
+    assert (same / "ali.ark").read_bytes() == (mono_ali / "ali.ark").read_bytes()  # identity
+    assert main(["convert-ali", str(lang), str(tri1), str(source), str(other)]) == 0
+    old, new = read_alignments(mono_ali), read_alignments(other)
+    pdfs = read_alignments(other, "pdf.ark")
+    pdf_of = np.asarray(GmmHmm.load(tri1).trans_model.id2pdf_id)
+    assert new.keys() == old.keys()
+    for utt in old:
+        np.testing.assert_array_equal(pdfs[utt], pdf_of[new[utt]])
+    assert (other / "phones.ctm").read_text() == (mono_ali / "phones.ctm").read_text()
+    assert (other / "num_pdfs").read_text().strip() == str(GmmHmm.load(tri1).num_pdfs)
+    assert "utt-x no path within the retry beam" in (other / "failed.txt").read_text()
+    assert sum(map(int, (other / "pdf_counts").read_text().split())) == sum(map(len, old.values()))
+
+
 def read_curve(exp: Path) -> list[float]:
     rows = [line.split("\t") for line in (exp / "train_curve.tsv").read_text().splitlines()]
     return [float(r[1]) for r in rows[1:]]

@@ -312,8 +312,13 @@ def test_init_starts_from_a_saved_model_and_is_part_of_the_run(stores, tmp_path)
     first = train_dnn(train, dev, tmp_path / "a", TrainConfig(**{**TINY, "epochs": 1}),
                       progress=False)  # fmt: skip
     still = {**TINY, "epochs": 1, "lr": 1e-12, "momentum": 0.0, "schedule": "constant"}
-    warm = train_dnn(train, dev, tmp_path / "b",
-                     TrainConfig(**still, init=str(tmp_path / "a" / "final")), progress=False)
+    warm = train_dnn(
+        train,
+        dev,
+        tmp_path / "b",
+        TrainConfig(**still, init=str(tmp_path / "a" / "final")),
+        progress=False,
+    )
     for name, w in first.state_dict().items():
         torch.testing.assert_close(warm.state_dict()[name], w, rtol=0, atol=1e-6, msg=name)
     cold = train_dnn(train, dev, tmp_path / "c", TrainConfig(**still), progress=False)
