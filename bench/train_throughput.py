@@ -3,13 +3,15 @@ machine's dense matmul FLOP/s, measured side by side in one run.
 
     python bench/train_throughput.py [--preset cpu|paper] [--device cpu|cuda]
         [--steps N] [--batch-size B[,B...]] [--modes MODE[,MODE...]]
-        [--splice host|device[,...]]
+        [--splice host|device[,...]] [--profile N]
 
 A mode is ``fp32`` or a ``+``-joined subset of ``bf16``, ``compile`` and ``fused``
 (the trainer's --bf16, --compile and --fused-optimizer), e.g. ``bf16+compile+fused``.
 ``fused`` applies on a CPU too, where the trainer does not use it (bench/RESULTS.md
 says why): the bench measures what it would gain.
 Every combination of --modes, --batch-size and --splice is timed in this one process.
+``--profile N`` then runs the first combination's steps once more under torch.profiler
+and prints its N most expensive operators (self time), for issue 18's profile.
 
 The model and the batches are the real ones (SpliceDnn on spliced windows gathered
 from a frame store of random fp16 features), and so is the step: the trainer's
@@ -76,8 +78,9 @@ def parse_mode(mode: str) -> set[str]:
 
 
 def time_training(store: FrameStore, conf: DnnConfig, device: torch.device, batch: int,
-                  flags: set[str], splice: str, steps: int) -> float:  # fmt: skip
-    """Frames per second of the trainer's step over ``steps`` steps after warm-up."""
+                  flags: set[str], splice: str, steps: int, profile: int = 0) -> float:  # fmt: skip
+    """Frames per second of the trainer's step over ``steps`` steps after warm-up; with
+    ``profile`` > 0, those steps run under torch.profiler and its top operators print."""
     torch.manual_seed(0)
     model = SpliceDnn(conf).to(device)
     fused = {"fused": True} if "fused" in flags else {}
@@ -110,6 +113,16 @@ def time_training(store: FrameStore, conf: DnnConfig, device: torch.device, batc
     for _ in range(5):  # warm-up (and compilation)
         step()
     sync(device)
+    if profile:
+        activities = [torch.profiler.ProfilerActivity.CPU]
+        if device.type == "cuda":
+            activities.append(torch.profiler.ProfilerActivity.CUDA)
+        with torch.profiler.profile(activities=activities) as prof:
+            for _ in range(steps):
+                step()
+            sync(device)
+        key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+        print(prof.key_averages().table(sort_by=key, row_limit=profile), flush=True)
     start = time.perf_counter()
     for _ in range(steps):
         step()
@@ -130,6 +143,8 @@ def main() -> None:
     ap.add_argument("--fused", action="store_true", help="adds fused to the mode")
     ap.add_argument("--splice", default=None, help="host, device or both [device on CUDA]")
     ap.add_argument("--frames", type=int, default=100_000, help="frames in the random store")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="profile the first combination, print its top N operators")  # fmt: skip
     args = ap.parse_args()
     p = PRESETS[args.preset]
     device = torch.device(args.device)
@@ -164,13 +179,19 @@ def main() -> None:
                    for u, x in feats.items()}  # fmt: skip
         build_frame_store(Path(tmp) / "fs", feats, targets=targets, num_pdfs=conf.num_pdfs)
         store = FrameStore(Path(tmp) / "fs")
-        for mode, batch, splice in itertools.product(modes, batches, splices):
+        combos = list(itertools.product(modes, batches, splices))
+        for mode, batch, splice in combos:
             fps = time_training(store, conf, device, batch, parse_mode(mode), splice,
                                 args.steps)  # fmt: skip
             flops = 3 * conf.flops_per_frame() * fps
             rows.append((mode, batch, splice, fps, flops))
             print(f"| {mode} | {batch} | {splice} | {fps:,.0f} | {flops / 1e12:,.3f} | "
                   f"{flops / peak:.3f} |", flush=True)  # fmt: skip
+        if args.profile:
+            mode, batch, splice = combos[0]
+            print(f"\nprofile of {mode}, batch {batch}, splice {splice}:")
+            time_training(store, conf, device, batch, parse_mode(mode), splice, args.steps,
+                          profile=args.profile)  # fmt: skip
     print("\n| mode | batch | splice | frames/s | training TFLOP/s | ratio to the matmul |")
     print("|---|---|---|---|---|---|")
     for mode, batch, splice, fps, flops in rows:
