@@ -123,6 +123,7 @@ def time_training(store: FrameStore, conf: DnnConfig, device: torch.device, batc
             sync(device)
         key = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
         print(prof.key_averages().table(sort_by=key, row_limit=profile), flush=True)
+        return 0.0
     start = time.perf_counter()
     for _ in range(steps):
         step()

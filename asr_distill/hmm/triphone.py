@@ -195,30 +195,40 @@ def convert_ali_dir(
     holds) onto ``model_dir``'s tree and transition model, written as an alignment dir
     of that model (its ``pdf.ark`` gives DNN targets with the old alignment's
     boundaries and the new tree's pdfs). The utterances that failed to align stay
-    listed in ``failed.txt``. Returns a summary, or None if already done."""
+    listed in ``failed.txt``. The output is a plain alignment dir: a SAT model's
+    speaker transforms and alignment model are not carried over. Returns a summary, or
+    None if already done."""
+    import shutil
+
     from asr_distill.hmm.align import FAILED_FILE, AlignResult, write_alignment_dir
+    from asr_distill.hmm.sat import ALI_MODEL_DIR, TRANS_FILE
+    from asr_distill.io.atomic import is_done
     from asr_distill.lang.validate import validate_lang
 
-    out_dir = Path(out_dir)
-    config = {"model_dir": str(model_dir), "ali_dir": str(ali_dir)}
-    with step_log(out_dir, "convert_ali.log", force=force, config=config) as run:
+    out_dir, ali_dir = Path(out_dir), Path(ali_dir)
+    config = {"lang": str(lang_dir), "model_dir": str(model_dir), "ali_dir": str(ali_dir)}
+    with step_log(out_dir, "convert_ali.log", force=force, config=config,
+                  clear=(TRANS_FILE,)) as run:  # fmt: skip
         if not run:
             return None
+        shutil.rmtree(out_dir / ALI_MODEL_DIR, ignore_errors=True)  # of an earlier SAT use
+        if not is_done(ali_dir):
+            raise InputError("not a finished alignment dir (no .done): run align first",
+                             ali_dir)  # fmt: skip
         old, new = GmmHmm.load(ali_dir), GmmHmm.load(model_dir)
         if old.topo_text.split() != new.topo_text.split():
             raise InputError(f"{ali_dir} has another HMM topology", Path(model_dir) / "topo")
         alignments = read_alignments(ali_dir)
         try:
             converted = convert_alignments(old, new, alignments)
-        except ValueError as e:
-            raise InputError(f"cannot convert to {model_dir}'s tree: {e}", ali_dir) from None
+        except (ValueError, IndexError) as e:
+            raise InputError(f"cannot convert to {model_dir}'s tree: {e}",
+                             ali_dir / "ali.ark") from None  # fmt: skip
         failed = {}
-        failed_path = Path(ali_dir) / FAILED_FILE
-        if failed_path.is_file():
-            for line in failed_path.read_text(encoding="utf-8").splitlines():
-                utt, _, reason = line.partition(" ")
-                if utt:
-                    failed[utt] = reason
+        for line in (ali_dir / FAILED_FILE).read_text(encoding="utf-8").splitlines():
+            utt, _, reason = line.partition(" ")
+            if utt:
+                failed[utt] = reason
         frames = sum(len(t) for t in converted.values())
         result = AlignResult(converted, failed, 0.0, frames)
         phone_names = {i: p for p, i in validate_lang(lang_dir).phones.items()}

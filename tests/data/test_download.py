@@ -106,7 +106,8 @@ class FileServer:
     def served(self) -> int:
         """Body bytes sent, once every response has been written (the client may finish first)."""
         with self.state.settled:
-            assert self.state.settled.wait_for(lambda: self.state.in_flight == 0, timeout=10)
+            settled = self.state.settled.wait_for(lambda: self.state.in_flight == 0, timeout=10)
+            assert settled, "a response was still being written after 10 s"
             return self.state.bytes_served
 
     def url(self, path: str) -> str:

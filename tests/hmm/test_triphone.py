@@ -22,8 +22,8 @@ from asr_distill.hmm.tree import (
     read_questions,
     read_roots,
 )
-from asr_distill.hmm.tree_stats import TreeStats, tid_tables
-from asr_distill.hmm.triphone import convert_alignments, init_from_tree
+from asr_distill.hmm.tree_stats import TreeStats, _utterance_events, tid_tables
+from asr_distill.hmm.triphone import convert_ali_dir, convert_alignments, init_from_tree
 
 NUM_LEAVES = 120
 MIN_COUNT = 50
@@ -108,12 +108,21 @@ def test_convert_ali_step_maps_boundaries_onto_another_tree(gmm_system, mono_ali
     pdfs = read_alignments(other, "pdf.ark")
     pdf_of = np.asarray(GmmHmm.load(tri1).trans_model.id2pdf_id)
     assert new.keys() == old.keys()
-    for utt in old:
+    tree = Tree.read(tri1 / "tree")  # our reader, independent of Kaldi's ContextDependency
+    tab = tid_tables(GmmHmm.load(mono_ali).trans_model)
+    no_ci = np.zeros(int(tab.phone.max()) + 1, dtype=bool)  # real contexts, as Kaldi's lookup
+    for utt, tids in old.items():
         np.testing.assert_array_equal(pdfs[utt], pdf_of[new[utt]])
+        # Each frame's pdf is tri1's leaf for its phone, its neighbours and its pdf-class.
+        events = _utterance_events(tab, tids, no_ci, tree.context_width, tree.central_position)
+        np.testing.assert_array_equal(pdfs[utt], tree.leaves_of(events))
     assert (other / "phones.ctm").read_text() == (mono_ali / "phones.ctm").read_text()
     assert (other / "num_pdfs").read_text().strip() == str(GmmHmm.load(tri1).num_pdfs)
     assert "utt-x no path within the retry beam" in (other / "failed.txt").read_text()
     assert sum(map(int, (other / "pdf_counts").read_text().split())) == sum(map(len, old.values()))
+    (source / ".done").unlink()  # a killed align: refused, not converted
+    with pytest.raises(InputError, match="not a finished alignment dir"):
+        convert_ali_dir(lang, tri1, source, tmp_path / "from_unfinished")
 
 
 def read_curve(exp: Path) -> list[float]:
