@@ -36,7 +36,7 @@ sweep=$work_dir/patience_sweep
 conf=$recipe_dir/conf/dnn_$preset.yaml
 vars=$(yaml_vars "$recipe_dir/conf/$preset.yaml" corpus_hours corpus_seed lm_max_sentences \
   gmm_targets hard_weight distill_lr soft_top_k transfer_temperature transfer_hard_weight transfer_lr \
-  pseudo_lr)
+  pseudo_lr student_freq_mask)
 eval "$vars"
 load_teachers "$exp"
 mkdir -p "$sweep"
@@ -51,7 +51,8 @@ for e in $epochs; do
     asr-distill make-soft-targets "${teachers[@]}" --temperature "$t" --top-k "$soft_top_k" \
       --no-progress "$frames/train" "$exp/soft_targets_T$t"
     runs+=("students_T${t}_cos$e|$frames/train|distill $cosine --epochs $e --soft-targets \
-$exp/soft_targets_T$t --temperature $t --hard-weight $hard_weight --lr $distill_lr")
+$exp/soft_targets_T$t --temperature $t --hard-weight $hard_weight --lr $distill_lr \
+--freq-mask $student_freq_mask")
   done
 done
 
