@@ -200,6 +200,7 @@ def convert_ali_dir(
     None if already done."""
     import shutil
 
+    from asr_distill.data.kaldi_dir import read_table
     from asr_distill.hmm.align import FAILED_FILE, AlignResult, write_alignment_dir
     from asr_distill.hmm.sat import ALI_MODEL_DIR, TRANS_FILE
     from asr_distill.io.atomic import is_done
@@ -224,11 +225,7 @@ def convert_ali_dir(
         except (ValueError, IndexError) as e:
             raise InputError(f"cannot convert to {model_dir}'s tree: {e}",
                              ali_dir / "ali.ark") from None  # fmt: skip
-        failed = {}
-        for line in (ali_dir / FAILED_FILE).read_text(encoding="utf-8").splitlines():
-            utt, _, reason = line.partition(" ")
-            if utt:
-                failed[utt] = reason
+        failed = read_table(ali_dir / FAILED_FILE, allow_empty_value=True)
         frames = sum(len(t) for t in converted.values())
         result = AlignResult(converted, failed, 0.0, frames)
         phone_names = {i: p for p, i in validate_lang(lang_dir).phones.items()}

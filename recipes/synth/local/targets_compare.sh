@@ -27,6 +27,8 @@ exp=$work_dir/exp
 conf=$recipe_dir/conf/dnn_$preset.yaml
 vars=$(yaml_vars "$recipe_dir/conf/$preset.yaml" dnn_lmwts dnn_beam dnn_max_active)
 eval "$vars"
+# dnn_dir ENTRY SEED: the model dir of an entry's DNN at a seed (seed 0 without suffix)
+dnn_dir() { local d=$exp/dnn_${1/:/_on_}; [ "$2" = 0 ] || d=${d}_s$2; echo "$d"; }
 
 for entry in $targets; do
   src=${entry%%:*}
@@ -48,8 +50,7 @@ for entry in $targets; do
       "$data/${s}_fbank/feats.scp" "$frames/$s"
   done
   for seed in $seeds; do
-    dnn=$exp/dnn_$name
-    [ "$seed" = 0 ] || dnn=${dnn}_s$seed
+    dnn=$(dnn_dir "$entry" "$seed")
     asr-distill train-dnn --config "$conf" --seed "$seed" --no-progress "$frames/train" \
       "$frames/dev" "$dnn"
     asr-distill frame-accuracy --dnn "$dnn/final" --out "$dnn/frame_accuracy.yaml" \
@@ -67,10 +68,8 @@ for entry in $targets; do
 done
 for entry in $targets; do
   g=${entry##*:}
-  name=${entry/:/_on_}
   for seed in $seeds; do
-    dnn=$exp/dnn_$name
-    [ "$seed" = 0 ] || dnn=${dnn}_s$seed
+    dnn=$(dnn_dir "$entry" "$seed")
     echo "$entry seed $seed: GMM $g dev $(cut -d' ' -f1-2 "$exp/$g/decode_dev/best_wer")," \
       "DNN dev $(cut -d' ' -f1-2 "$dnn/decode_dev/best_wer"), DNN test" \
       "$(cut -d' ' -f1-2 "$dnn/decode_test/best_wer")"
