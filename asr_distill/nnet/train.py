@@ -63,8 +63,10 @@ class TrainConfig:
     early_stopping: stop after this many epochs without a better dev frame accuracy
     (0 = off) [0]. data_fraction: train on this deterministic share of the training
     utterances [1.0]; seed [0] (initialisation and data order); checkpoint_every steps
-    [500]; bf16 autocast, torch.compile and the optimiser's fused kernel for GPUs [off];
-    device ['auto'].
+    [500]; bf16 autocast [off] (on GPUs, and on CPUs with AMX or AVX512-BF16, where a cpu
+    preset step takes half the time of fp32's: bench/RESULTS.md; elsewhere a CPU emulates
+    it, slower than fp32, and the trainer warns),
+    torch.compile and the optimiser's fused kernel for GPUs [off]; device ['auto'].
     freq_mask: SpecAugment frequency masking of every training window, a band of up to
     this many feature dims set to 0, fresh each step (:mod:`asr_distill.nnet.augment`;
     online teachers label the masked view) [0: off].
@@ -144,6 +146,13 @@ def _device(config: TrainConfig, d: _Dist) -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", d.local_rank)
     return torch.device("cpu")
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 matmuls natively (AMX tiles or AVX512-BF16), where
+    bf16 autocast speeds training up; elsewhere oneDNN emulates bf16, slower than fp32."""
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
 def model_config(config: TrainConfig, num_pdfs: int, feat_dim: int) -> DnnConfig:
@@ -295,6 +304,9 @@ def train_dnn(
     device = _device(config, d)
     if device.type == "cuda":
         torch.cuda.set_device(device)
+    if config.bf16 and device.type == "cpu" and not cpu_has_native_bf16() and d.rank == 0:
+        log.warning("bf16 autocast on a CPU without AMX or AVX512-BF16: emulated, slower than "
+                    "fp32 (--no-bf16 to train in fp32)")  # fmt: skip
     # Rank 0 runs the step's lifecycle (log, done marker; --force also drops the
     # checkpoint); config.yaml is written once a resume is known to agree with it.
     lifecycle = step_log(exp_dir, "train.log", force=True,

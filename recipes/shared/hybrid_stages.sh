@@ -135,42 +135,46 @@ if run_stage 15; then
   if [ "$student_view_mask" -gt 0 ]; then
     views=(--views "$student_views" --freq-mask "$student_view_mask")
   fi
-  distill_at() {  # T: the cache, the student, its frame accuracy and decoding
-    local t=$1
-    asr-distill make-soft-targets "${teachers[@]}" --temperature "$t" --top-k "$soft_top_k" \
-      "${views[@]}" --no-progress "$frames/train" "$exp/soft_targets_T$t"
+  cache_at() {  # T: the teachers' soft targets at T, shared by the students at T
+    asr-distill make-soft-targets "${teachers[@]}" --temperature "$1" --top-k "$soft_top_k" \
+      "${views[@]}" --no-progress "$frames/train" "$exp/soft_targets_T$1"
+  }
+  student_at() {  # "T SEED": a student (dir distill_T<T>, seeds > 0 _seed<SEED>), scored
+    local t seed dir
+    read -r t seed <<< "$1"
+    dir=$exp/distill_T$t; [ "$seed" = 0 ] || dir=${dir}_seed$seed
     # The student's learning rate (distill_lr) and schedule are chosen on dev, like T.
     asr-distill distill --config "$dnn_conf" --no-progress --soft-targets \
       "$exp/soft_targets_T$t" "${teachers[@]}" --temperature "$t" --hard-weight "$hard_weight" \
       --lr "$distill_lr" --schedule "$student_schedule" --epochs "$student_epochs" \
-      --freq-mask "$student_freq_mask" "$frames/train" "$frames/dev" "$exp/distill_T$t"
-    asr-distill frame-accuracy --dnn "$exp/distill_T$t/final" \
-      --out "$exp/distill_T$t/frame_accuracy.yaml" "$frames/dev" "$frames/test"
+      --freq-mask "$student_freq_mask" --seed "$seed" "$frames/train" "$frames/dev" "$dir"
+    asr-distill frame-accuracy --dnn "$dir/final" --out "$dir/frame_accuracy.yaml" \
+      "$frames/dev" "$frames/test"
   }
   # shellcheck disable=SC2086  # temperatures is a list
-  run_parallel "$student_parallel" distill_at $temperatures
-  # T is chosen on dev frame accuracy (as the report's Table 1 does); only that student
-  # is decoded (the temperature table shows WER for it alone), which saves a decode of
-  # dev at every LM weight per other T.
+  run_parallel "$student_parallel" cache_at $temperatures
+  # Seed 0 at every T; T is chosen on its dev frame accuracy (as the report's Table 1
+  # does), then seeds 1.. at that T. With one T (chosen on dev beforehand) all seeds
+  # train at once.
+  runs=()
+  for t in $temperatures; do runs+=("$t 0"); done
+  read -r -a ts <<< "$temperatures"
+  if [ "${#ts[@]}" = 1 ]; then
+    for s in $extra_seeds; do runs+=("${ts[0]} $s"); done
+  fi
+  run_parallel "$student_parallel" student_at "${runs[@]}"
   # shellcheck disable=SC2086
   best_t=$(best_dev_temperature "$exp" $temperatures)
+  if [ "${#ts[@]}" -gt 1 ] && [ -n "$extra_seeds" ]; then
+    log "Stage 15: more seeds ($extra_seeds) of the student at T=$best_t (best on dev)"
+    runs=()
+    for s in $extra_seeds; do runs+=("$best_t $s"); done
+    run_parallel "$student_parallel" student_at "${runs[@]}"
+  fi
+  # Only the student of the chosen T, seed 0, is decoded (the temperature table shows
+  # WER for it alone), which saves a decode of dev at every LM weight per other T.
   log "Stage 15: T=$best_t has the best dev frame accuracy; decoding its student"
   decode_dnn "distill_T$best_t" "$exp/distill_T$best_t/final"
-  if [ -n "$extra_seeds" ]; then
-    log "Stage 15: more seeds ($extra_seeds) of the student at T=$best_t (best on dev)"
-    distill_seed() {  # SEED: another student at T=$best_t, scored by frame accuracy
-      local dir=$exp/distill_T${best_t}_seed$1
-      asr-distill distill --config "$dnn_conf" --no-progress --soft-targets \
-        "$exp/soft_targets_T$best_t" "${teachers[@]}" --temperature "$best_t" \
-        --hard-weight "$hard_weight" --lr "$distill_lr" --schedule "$student_schedule" \
-        --epochs "$student_epochs" --freq-mask "$student_freq_mask" --seed "$1" \
-        "$frames/train" "$frames/dev" "$dir"
-      asr-distill frame-accuracy --dnn "$dir/final" --out "$dir/frame_accuracy.yaml" \
-        "$frames/dev" "$frames/test"
-    }
-    # shellcheck disable=SC2086  # extra_seeds is a list
-    run_parallel "$student_parallel" distill_seed $extra_seeds
-  fi
 fi
 
 if run_stage 16; then
