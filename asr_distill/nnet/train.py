@@ -304,14 +304,16 @@ def train_dnn(
     device = _device(config, d)
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    if config.bf16 and device.type == "cpu" and not cpu_has_native_bf16() and d.rank == 0:
-        log.warning("bf16 autocast on a CPU without AMX or AVX512-BF16: emulated, slower than "
-                    "fp32 (--no-bf16 to train in fp32)")  # fmt: skip
     # Rank 0 runs the step's lifecycle (log, done marker; --force also drops the
     # checkpoint); config.yaml is written once a resume is known to agree with it.
     lifecycle = step_log(exp_dir, "train.log", force=True,
                          clear=(CHECKPOINT_FILE,) if force else ())  # fmt: skip
     with lifecycle if d.main else contextlib.nullcontext(True):
+        if d.main and config.bf16 and device.type == "cpu" and not cpu_has_native_bf16():
+            log.warning(
+                "bf16 autocast on a CPU where no AMX or AVX512-BF16 was detected: "
+                "probably emulated, slower than fp32 (--no-bf16 trains in fp32)"
+            )
         if d.world_size > 1:
             dist.barrier()  # no rank reads a checkpoint that --force is removing
         model = _train(Path(train_store), Path(dev_store), exp_dir, config, d, device,

@@ -54,6 +54,8 @@ wait_for_slot() {
 run_parallel() {
   local n=$1 fn=$2 pids=() failed=0 threads
   shift 2
+  [ "$#" -lt "$n" ] && n=$#  # fewer jobs than slots: each job gets more threads
+  [ "$n" -ge 1 ] || return 0
   threads=$(( ${OMP_NUM_THREADS:-$(nproc)} / n ))
   [ "$threads" -ge 1 ] || threads=1
   for arg in "$@"; do
