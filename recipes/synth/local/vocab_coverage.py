@@ -3,7 +3,12 @@ with the vocabulary of train + lm_text.txt, and with the CMUdict words of the fo
 sentences the corpus rejects (too short, too long, or a word outside CMUdict) added,
 leaving out every fortune entry that holds a dev or test sentence.
 
-    python recipes/synth/local/vocab_coverage.py WORK_DIR   # a recipe's --work-dir
+    python recipes/synth/local/vocab_coverage.py WORK_DIR [N ...]   # a recipe's --work-dir
+
+With N: also the N most frequent English words of wordfreq (PyPI; not a dependency of
+the toolkit: ``pip install wordfreq``) that CMUdict has, added to train + lm_text.txt: a
+frequency list of large general corpora standing in for the big LM text a real recipe
+has (LibriSpeech's 200k words), which the synthetic corpus lacks.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from asr_distill.data.synth.text import (
 )
 
 
-def main(work_dir: Path) -> None:
+def main(work_dir: Path, tops: list[int]) -> None:
     def texts(split: str) -> list[str]:
         return list(read_table(work_dir / "data" / split / "text", allow_empty_value=True).values())
 
@@ -52,7 +57,16 @@ def main(work_dir: Path) -> None:
     print(f"train + lm_text: {len(vocab)} words, dev OOV {oov(vocab):.2f} %")
     both = vocab | extra
     print(f"+ rejected fortune sentences: {len(both)} words, dev OOV {oov(both):.2f} %")
+    if tops:
+        from wordfreq import top_n_list
+
+        ranked = [w.upper() for w in top_n_list("en", max(tops))]
+        for n in tops:
+            frequent = {w for w in ranked[:n] if w in lexicon}
+            v = vocab | frequent
+            print(f"train + lm_text + wordfreq's top {n} ({len(frequent)} in CMUdict): "
+                  f"{len(v)} words, dev OOV {oov(v):.2f} %")  # fmt: skip
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), [int(n) for n in sys.argv[2:]])
