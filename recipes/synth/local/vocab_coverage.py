@@ -58,7 +58,10 @@ def main(work_dir: Path, tops: list[int]) -> None:
     both = vocab | extra
     print(f"+ rejected fortune sentences: {len(both)} words, dev OOV {oov(both):.2f} %")
     if tops:
-        from wordfreq import top_n_list
+        try:
+            from wordfreq import top_n_list
+        except ImportError:
+            sys.exit("vocab_coverage.py: the sizes N need wordfreq (pip install wordfreq)")
 
         ranked = [w.upper() for w in top_n_list("en", max(tops))]
         for n in tops:
