@@ -63,6 +63,7 @@ from asr_distill.lang.subword import spell_with_pieces, train_sentencepiece
 log = logging.getLogger(__name__)
 
 SOURCES = ("cmudict", "lexicon", "sentencepiece")
+_PLAIN_WORD = re.compile(r"[A-Z]+(?:'[A-Z]+)*")
 SP_MODEL_TYPES = ("unigram", "bpe")
 SP_MODEL_NAME = "units.model"
 SP_VOCAB_NAME = "units.vocab"
@@ -90,6 +91,11 @@ class DictConfig:
     sp_model_type: sentencepiece model type, ``unigram`` or ``bpe`` [unigram].
     sp_vocab_size: number of sentencepiece pieces; a soft limit, fewer on small
         corpora [500].
+    frequent_words: add the words among the N most frequent words of general English
+        (wordfreq's list, drawn from large web, book and subtitle corpora) that the
+        source can pronounce: a broad vocabulary where the LM text is small, standing in
+        for the word list of a large LM corpus (LibriSpeech's 200k); they get unigram
+        probability in the LM. Needs the ``wordfreq`` package [0: none].
     """
 
     source: str = "cmudict"
@@ -100,6 +106,7 @@ class DictConfig:
     spoken_noise_phone: str = "SPN"
     sp_model_type: str = "unigram"
     sp_vocab_size: int = 500
+    frequent_words: int = 0
 
     def __post_init__(self) -> None:
         if self.source not in SOURCES:
@@ -110,6 +117,8 @@ class DictConfig:
             raise InputError(f"sp_model_type must be one of {SP_MODEL_TYPES}")
         if self.sp_vocab_size < 2:
             raise InputError(f"sp_vocab_size must be >= 2, got {self.sp_vocab_size}")
+        if self.frequent_words < 0:
+            raise InputError(f"frequent_words must be >= 0, got {self.frequent_words}")
         check_word(self.oov_word)
         for phone in (self.silence_phone, self.spoken_noise_phone):
             check_phone(phone)
@@ -338,6 +347,24 @@ def read_word_list(path: str | Path) -> list[str]:
     return out
 
 
+def frequent_english_words(n: int) -> list[str]:
+    """The ``n`` most frequent words of general English, most frequent first, upper-cased
+    like LibriSpeech transcripts; only words of letters and inner apostrophes
+    (``DON'T``), so numbers and symbols in the list are left out.
+
+    From wordfreq's ``top_n_list("en", n)``; imported here, so the toolkit works without
+    it until this is asked for.
+    """
+    try:
+        from wordfreq import top_n_list
+    except ImportError:
+        raise InputError(
+            "frequent_words needs the wordfreq package (pip install wordfreq)"
+        ) from None
+    words = (w.upper() for w in top_n_list("en", n))
+    return [w for w in words if _PLAIN_WORD.fullmatch(w)]
+
+
 def read_text_words(path: str | Path) -> list[str]:
     """The distinct words of a text file (one sentence a line), in first-seen order.
 
@@ -526,7 +553,22 @@ def prepare_dict(
             extra.extend(read_word_list(p))
         for p in extra_texts:
             extra.extend(read_text_words(p))
-        d, oov_counts, extra_oov, model, pieces = build_dict(transcripts, extra, config)
+        frequent = frequent_english_words(config.frequent_words) if config.frequent_words else []
+        d, oov_counts, extra_oov, model, pieces = build_dict(
+            transcripts, [*extra, *frequent], config
+        )
+        if frequent:
+            known = {w for w, _ in d.lexicon}
+            pronounced = {w for w in frequent if w in known}
+            others = set(extra).union(*transcripts)
+            log.info(
+                "frequent words: %d plain words among wordfreq's %d most frequent, %d with "
+                "a pronunciation, %d of them new to the vocabulary",
+                len(frequent),
+                config.frequent_words,
+                len(pronounced),
+                len(pronounced - others),
+            )
         if model is not None:
             with atomic_open(dict_dir / SP_MODEL_NAME, "wb") as f:
                 f.write(model)

@@ -21,8 +21,8 @@ recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 conf="$recipe_dir/conf/$preset.yaml"
 [ -f "$conf" ] || { echo "$0: no preset '$preset' ($conf)" >&2; exit 1; }
 vars=$(yaml_vars "$conf" corpus_hours corpus_seed transfer_hours lm_max_sentences \
-  lm_order mono_iters mono_gauss tri1_leaves tri1_gauss tri1_iters gmm_targets tri2b_leaves \
-  tri2b_gauss tri3b_leaves tri3b_gauss)
+  frequent_words lm_prune lm_order mono_iters mono_gauss tri1_leaves tri1_gauss tri1_iters \
+  gmm_targets tri2b_leaves tri2b_gauss tri3b_leaves tri3b_gauss)
 eval "$vars"
 
 corpus=$work_dir/corpus
@@ -66,16 +66,19 @@ if run_stage 2; then
 fi
 
 if run_stage 3; then
-  log "Stage 3: dict (CMUdict, vocabulary = train transcripts + LM text) and lang dir"
+  log "Stage 3: dict (CMUdict; vocabulary: train transcripts, LM text and the" \
+    "$frequent_words most frequent English words) and lang dir"
   asr-distill prepare-dict --source cmudict --extra-text "$corpus/lm_text.txt" \
-    "$data/train" "$data/local/dict"
+    --frequent-words "$frequent_words" "$data/train" "$data/local/dict"
   asr-distill prepare-lang "$data/local/dict" "$data/lang"
 fi
 
 if run_stage 4; then
   log "Stage 4: ${lm_order}-gram LM (perplexity and OOV rate on dev) and G.fst"
-  asr-distill train-lm --order "$lm_order" --vocab "$data/lang/words.txt" --unk-symbol "<UNK>" \
-    --dev-text "$data/dev" "$corpus/lm_text.txt" "$data/train" "$work_dir/lm"
+  prune=()
+  [ -n "$lm_prune" ] && prune=(--prune "$lm_prune")
+  asr-distill train-lm --order "$lm_order" "${prune[@]}" --vocab "$data/lang/words.txt" \
+    --unk-symbol "<UNK>" --dev-text "$data/dev" "$corpus/lm_text.txt" "$data/train" "$work_dir/lm"
   asr-distill make-g "$work_dir/lm/lm.arpa" "$data/lang" "$data/lang_test"
 fi
 

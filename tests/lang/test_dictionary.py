@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from asr_distill.cli import main
 from asr_distill.errors import InputError
 from asr_distill.lang.dictionary import (
     DictConfig,
+    frequent_english_words,
     prepare_dict,
     read_dict_dir,
     read_lexicon,
@@ -153,6 +155,45 @@ def test_extra_text_adds_every_word_of_plain_text_and_data_dirs(tmp_path):
             DictConfig(source="lexicon", lexicon=str(lexicon)),
             extra_texts=[tmp_path / "bad.txt"],
         )
+
+
+def test_frequent_english_words_are_plain_upper_case_words_in_rank_order():
+    words = frequent_english_words(300)
+    assert words[:3] == ["THE", "TO", "AND"]
+    assert 250 < len(words) <= 300  # numbers and symbols of the list are left out
+    assert all(w.replace("'", "").isalpha() and w.isupper() for w in words)
+    assert "DON'T" in words
+    assert frequent_english_words(50) == words[: len(frequent_english_words(50))]
+
+
+def test_frequent_words_join_the_vocabulary_where_the_source_has_them(tmp_path):
+    lexicon = tmp_path / "lexicon.txt"
+    # ZYZZYVA is in the source but not frequent; WHO is frequent but not in the source.
+    lexicon.write_text("A AH\nCAT K AE T\nTHE DH AH\nOF AH V\nAND AE N D\nZYZZYVA Z IH Z\n")
+    text = write_text(tmp_path / "text", ["A CAT"])
+    summary = prepare_dict(
+        text,
+        tmp_path / "dict",
+        DictConfig(source="lexicon", lexicon=str(lexicon), frequent_words=100),
+    )
+    assert set(lexicon_dict(tmp_path / "dict")) == {"A", "CAT", "THE", "OF", "AND", "<UNK>"}
+    assert summary.num_extra_oov_types > 50  # the frequent words without a pronunciation
+    # 0 (the default) adds none
+    prepare_dict(text, tmp_path / "dict0", DictConfig(source="lexicon", lexicon=str(lexicon)))
+    assert set(lexicon_dict(tmp_path / "dict0")) == {"A", "CAT", "<UNK>"}
+    with pytest.raises(InputError, match="frequent_words must be >= 0"):
+        DictConfig(frequent_words=-1)
+
+
+def test_frequent_words_without_wordfreq_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "wordfreq", None)  # import fails
+    with pytest.raises(InputError, match="needs the wordfreq package"):
+        prepare_dict(
+            write_text(tmp_path / "text", ["A CAT"]),
+            tmp_path / "dict",
+            DictConfig(frequent_words=10),
+        )
+    assert not (tmp_path / "dict" / ".done").exists()
 
 
 @pytest.mark.parametrize(

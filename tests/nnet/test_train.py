@@ -15,6 +15,7 @@ import torch
 
 from asr_distill.features.framestore import FrameStore
 from asr_distill.features.framestore_build import build_frame_store
+from asr_distill.nnet import train as train_module
 from asr_distill.nnet.curve import best_dev_frame_acc, read_train_curve
 from asr_distill.nnet.model import DnnConfig, SpliceDnn
 from asr_distill.nnet.schedule import ScheduleState, end_of_epoch
@@ -122,6 +123,20 @@ def test_dropout_only_while_training_and_kept_in_the_model(stores, tmp_path):
     model.train()
     assert not torch.equal(model(x), model(x))
     assert best_dev_frame_acc(tmp_path / "exp")[0] > 80.0
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_without_native_bf16_warns_in_the_step_log(stores, tmp_path, monkeypatch,
+                                                                 native):  # fmt: skip
+    """Where oneDNN would emulate bf16 (no AMX, no AVX512-BF16), the run says so in its
+    train.log, and still trains; with native bf16 (or in fp32) it says nothing."""
+    monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: native)
+    train, dev = stores
+    exp = tmp_path / "exp"
+    train_dnn(train, dev, exp, TrainConfig(**{**TINY, "epochs": 1}, bf16=True), progress=False)
+    text = (exp / "log" / "train.log").read_text()
+    assert ("probably emulated, slower than fp32" in text) is not native
+    assert (exp / ".done").is_file()
 
 
 def test_divergence_stops_with_a_clear_error(stores, tmp_path):
