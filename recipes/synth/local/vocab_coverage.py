@@ -5,10 +5,11 @@ leaving out every fortune entry that holds a dev or test sentence.
 
     python recipes/synth/local/vocab_coverage.py WORK_DIR [N ...]   # a recipe's --work-dir
 
-With N: also the N most frequent English words of wordfreq (PyPI; not a dependency of
-the toolkit: ``pip install wordfreq``) that CMUdict has, added to train + lm_text.txt: a
-frequency list of large general corpora standing in for the big LM text a real recipe
-has (LibriSpeech's 200k words), which the synthetic corpus lacks.
+With N: also the N most frequent English words that CMUdict has, added to train +
+lm_text.txt (``asr_distill.lang.dictionary.frequent_english_words``, wordfreq's list,
+as ``prepare-dict --frequent-words N``): a frequency list of large general corpora
+standing in for the big LM text a real recipe has (LibriSpeech's 200k words), which the
+synthetic corpus lacks. recipes/synth/local/lm_sweep.sh measures the graphs and WERs.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from asr_distill.data.synth.text import (
     read_fortune_entries,
     split_sentences,
 )
+from asr_distill.lang.dictionary import frequent_english_words
 
 
 def main(work_dir: Path, tops: list[int]) -> None:
@@ -57,18 +59,11 @@ def main(work_dir: Path, tops: list[int]) -> None:
     print(f"train + lm_text: {len(vocab)} words, dev OOV {oov(vocab):.2f} %")
     both = vocab | extra
     print(f"+ rejected fortune sentences: {len(both)} words, dev OOV {oov(both):.2f} %")
-    if tops:
-        try:
-            from wordfreq import top_n_list
-        except ImportError:
-            sys.exit("vocab_coverage.py: the sizes N need wordfreq (pip install wordfreq)")
-
-        ranked = [w.upper() for w in top_n_list("en", max(tops))]
-        for n in tops:
-            frequent = {w for w in ranked[:n] if w in lexicon}
-            v = vocab | frequent
-            print(f"train + lm_text + wordfreq's top {n} ({len(frequent)} in CMUdict): "
-                  f"{len(v)} words, dev OOV {oov(v):.2f} %")  # fmt: skip
+    for n in tops:
+        frequent = {w for w in frequent_english_words(n) if w in lexicon}
+        v = vocab | frequent
+        print(f"train + lm_text + the {n} most frequent ({len(frequent)} in CMUdict): "
+              f"{len(v)} words, dev OOV {oov(v):.2f} %")  # fmt: skip
 
 
 if __name__ == "__main__":
