@@ -563,12 +563,17 @@ def prepare_dict(
             others = set(extra).union(*transcripts)
             log.info(
                 "frequent words: %d plain words among wordfreq's %d most frequent, %d with "
-                "a pronunciation, %d of them new to the vocabulary",
+                "a pronunciation (%d of them new to the vocabulary), %d without (left out)",
                 len(frequent),
                 config.frequent_words,
                 len(pronounced),
                 len(pronounced - others),
+                len(set(frequent) - pronounced),
             )
+            # The frequent words without a pronunciation are counted above, not among the
+            # extra words of the lists and texts given.
+            given = set(extra)
+            extra_oov = [w for w in extra_oov if w in given]
         if model is not None:
             with atomic_open(dict_dir / SP_MODEL_NAME, "wb") as f:
                 f.write(model)

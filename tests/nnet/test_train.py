@@ -129,11 +129,12 @@ def test_dropout_only_while_training_and_kept_in_the_model(stores, tmp_path):
 def test_bf16_on_a_cpu_without_native_bf16_warns_in_the_step_log(stores, tmp_path, monkeypatch,
                                                                  native):  # fmt: skip
     """Where oneDNN would emulate bf16 (no AMX, no AVX512-BF16), the run says so in its
-    train.log, and still trains; with native bf16 (or in fp32) it says nothing."""
+    train.log, and still trains; with native bf16 it says nothing."""
     monkeypatch.setattr(train_module, "cpu_has_native_bf16", lambda: native)
     train, dev = stores
     exp = tmp_path / "exp"
-    train_dnn(train, dev, exp, TrainConfig(**{**TINY, "epochs": 1}, bf16=True), progress=False)
+    conf = TrainConfig(**{**TINY, "epochs": 1}, bf16=True, device="cpu")
+    train_dnn(train, dev, exp, conf, progress=False)
     text = (exp / "log" / "train.log").read_text()
     assert ("probably emulated, slower than fp32" in text) is not native
     assert (exp / ".done").is_file()

@@ -6,7 +6,8 @@
 # the tree of --am, and the baseline DNN's decode of dev at --lmwts. Prints per run the
 # vocabulary, dev OOV rate and perplexity, G and HCLG sizes, mkgraph and decode seconds
 # and the best dev WER. Run after stage 12 of recipes/synth/run.sh; writes
-# exp/lm_sweep/ under the work dir. "0::8000" is the small preset's setting until
+# exp/lm_sweep/ under the work dir (remove it to rerun with other --order, --am or decode
+# options: its finished steps are kept). "0::8000" is the small preset's setting until
 # 2026-12-07 (its LM text was the first 8000 sentences).
 # The decode options are the small preset's (dnn_lmwts, dnn_beam, dnn_max_active).
 #   recipes/synth/local/lm_sweep.sh [--work-dir exp/synth] [--am tri3b] [--order 3]
@@ -29,12 +30,19 @@ data=$work_dir/data
 exp=$work_dir/exp
 sweep=$exp/lm_sweep
 mb() { awk -v b="$(stat -c %s "$1")" 'BEGIN { printf "%.1f", b / 1e6 }'; }
-timed() { local t=$SECONDS log=$1; shift; "$@" > "$log" 2>&1; echo $((SECONDS - t)); }
+# timed LOG CMD...: run CMD with its output in LOG; print its seconds, or fail naming LOG
+timed() {
+  local t=$SECONDS log=$1; shift
+  "$@" > "$log" 2>&1 || { echo "$0: failed: $* (see $log)" >&2; return 1; }
+  echo $((SECONDS - t))
+}
 
 printf '%-22s %7s %6s %6s %7s %8s %8s %8s %s\n' run words oov% ppl G_MB HCLG_MB mkgraph decode \
   "best dev WER"
 for run in $runs; do
   IFS=: read -r freq prune maxsent <<< "$run"
+  [[ $run == *:*:* && $freq =~ ^[0-9]+$ && $maxsent =~ ^[0-9]+$ ]] ||
+    { echo "$0: a run is FREQ:PRUNE:MAXSENT (e.g. 30000:0,1,1:0), got '$run'" >&2; exit 1; }
   dir=$sweep/f${freq}_p${prune//,/-}_s${maxsent}
   mkdir -p "$dir"
   text=$work_dir/corpus/lm_text.txt
@@ -51,12 +59,12 @@ for run in $runs; do
     asr-distill train-lm --order "$order" "${pr[@]}" --vocab "$dir/lang/words.txt" \
       --unk-symbol "<UNK>" --dev-text "$data/dev" "$text" "$data/train" "$dir/lm"
     asr-distill make-g "$dir/lm/lm.arpa" "$dir/lang" "$dir/lang_test"
-  } 2> "$dir/prepare.log"
+  } 2> "$dir/prepare.log" || { echo "$0: $run failed (see $dir/prepare.log)" >&2; exit 1; }
   t_graph=$(timed "$dir/mkgraph.log" asr-distill mkgraph "$dir/lang_test" "$exp/$am" "$dir/graph")
   t_decode=$(timed "$dir/decode.log" asr-distill decode --nj "$nj" --lmwts "$lmwts" \
     --beam "$beam" --max-active "$max_active" --dnn "$exp/dnn/final" "$dir/graph" "$exp/$am" \
     "$work_dir/frames/dev" "$dir/decode_dev")
-  asr-distill score "$dir/decode_dev" "$data/dev" > "$dir/score.log" 2>&1
+  timed "$dir/score.log" asr-distill score "$dir/decode_dev" "$data/dev" > /dev/null
   printf '%-22s %7s %6s %6s %7s %8s %8s %8s %s\n' "$run" \
     "$(grep -cv '^[<#]' "$dir/lang/words.txt")" \
     "$(grep -o 'OOV rate [0-9.]*' "$dir/lm/perplexity.txt" | awk '{print $3}')" \
