@@ -7,11 +7,14 @@ and leave the done marker only when it ends without an error."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from asr_distill.config import save_config
 from asr_distill.errors import InputError
@@ -42,9 +45,17 @@ def step_log(
     ``out_dir/log/log_name`` for the duration of the block, writes ``config`` (a
     dataclass or a mapping; None: the step writes its own) to ``config.yaml``, yields
     True, and writes the marker when the block ends without an exception.
+
+    A finished step asked again with a dataclass ``config`` other than the one it
+    recorded is refused (:class:`InputError` naming the settings that differ), so a
+    re-run with new options never goes on with outputs made with the old ones. A field
+    the record lacks (added since) counts as its default. Steps that record a mapping
+    check what they need themselves.
     """
     out_dir = Path(out_dir)
     if is_done(out_dir, marker) and not force:
+        if dataclasses.is_dataclass(config):
+            _check_same_config(out_dir, config)
         log.info("%s is complete; nothing to do (use --force to redo)", out_dir)
         yield False
         return
@@ -57,6 +68,41 @@ def step_log(
             save_config(config, out_dir / CONFIG_FILE)
         yield True
         mark_done(out_dir, marker)
+
+
+def _check_same_config(out_dir: Path, config: Any) -> None:
+    path = out_dir / CONFIG_FILE
+    if not path.is_file():
+        return
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise InputError(f"unreadable record of a finished step ({e})", path) from None
+    if not isinstance(saved, dict):
+        raise InputError("the record of a finished step is not a mapping", path)
+    asked = yaml.safe_load(yaml.safe_dump(dataclasses.asdict(config)))
+    diff = []
+    for key, value in asked.items():
+        old = saved[key] if key in saved else _default(config, key, value)
+        if old != value:
+            diff.append(f"{key}: {old!r} -> {value!r}")
+    if diff:
+        raise InputError(
+            f"finished with other settings ({'; '.join(diff[:5])}); redo it with --force "
+            "or write to another directory",
+            out_dir,
+        )
+
+
+def _default(config: Any, key: str, otherwise: Any) -> Any:
+    """The default of ``config``'s field ``key`` as YAML would record it, else
+    ``otherwise``."""
+    field = {f.name: f for f in dataclasses.fields(config)}[key]
+    if field.default is not dataclasses.MISSING:
+        return yaml.safe_load(yaml.safe_dump(field.default))
+    if field.default_factory is not dataclasses.MISSING:
+        return yaml.safe_load(yaml.safe_dump(field.default_factory()))
+    return otherwise
 
 
 def read_done_meta(out_dir: Path, what: str, remedy: str, meta_name: str = "meta.json") -> dict:

@@ -181,6 +181,12 @@ def test_frequent_words_join_the_vocabulary_where_the_source_has_them(tmp_path):
     # 0 (the default) adds none
     prepare_dict(text, tmp_path / "dict0", DictConfig(source="lexicon", lexicon=str(lexicon)))
     assert set(lexicon_dict(tmp_path / "dict0")) == {"A", "CAT", "<UNK>"}
+    # A finished dict asked for again with another number is refused, not reused.
+    with pytest.raises(InputError, match=r"dict0.*other settings \(frequent_words: 0 -> 100"):
+        prepare_dict(
+            text, tmp_path / "dict0", DictConfig(source="lexicon", lexicon=str(lexicon),
+                                                 frequent_words=100)
+        )  # fmt: skip
     with pytest.raises(InputError, match="frequent_words must be >= 0"):
         DictConfig(frequent_words=-1)
 
