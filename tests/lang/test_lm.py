@@ -430,7 +430,9 @@ def test_cli_train_lm_and_perplexity(tmp_path, capsys):
     assert capsys.readouterr().out.split("\n")[1:] == report.split("\n")[1:]
 
     before = (out / "lm.arpa").stat().st_mtime_ns
-    assert main([*argv[:3], "--order", "3"]) == 0  # finished: a no-op
+    assert main(argv) == 0  # finished with the same settings: a no-op
+    assert main([*argv[:3], "--order", "3"]) == 1  # other settings: refused, not reused
+    assert "finished with other settings (order: 2 -> 3" in capsys.readouterr().err
     assert (out / "lm.arpa").stat().st_mtime_ns == before
     assert main([*argv[:3], "--order", "3", "--force"]) == 0
     assert BackoffLM.read_arpa(out / "lm.arpa").order == 3
