@@ -36,6 +36,8 @@ def step_log(
     config: Any | Mapping[str, Any] | None = None,
     marker: str = ".done",
     clear: Iterable[str] = (),
+    config_file: str = CONFIG_FILE,
+    ignore: Iterable[str] = (),
 ) -> Iterator[bool]:
     """``with step_log(out, "align.log", force=f, config=c) as run: if not run: return``.
 
@@ -43,19 +45,20 @@ def step_log(
     ``force``. Otherwise removes the marker and the files named in ``clear`` (relative
     to ``out_dir``), creates ``out_dir``, removes stale temporary files, logs to
     ``out_dir/log/log_name`` for the duration of the block, writes ``config`` (a
-    dataclass or a mapping; None: the step writes its own) to ``config.yaml``, yields
+    dataclass or a mapping; None: the step writes its own) to ``config_file``, yields
     True, and writes the marker when the block ends without an exception.
 
     A finished step asked again with a dataclass ``config`` other than the one it
     recorded is refused (:class:`InputError` naming the settings that differ), so a
     re-run with new options never goes on with outputs made with the old ones. A field
-    the record lacks (added since) counts as its default. Steps that record a mapping
-    check what they need themselves.
+    the record lacks (added since) counts as its default; the fields in ``ignore`` (those
+    that do not change the output) are not compared. Steps that record a mapping check
+    what they need themselves.
     """
     out_dir = Path(out_dir)
     if is_done(out_dir, marker) and not force:
         if dataclasses.is_dataclass(config):
-            _check_same_config(out_dir, config)
+            _check_same_config(out_dir / config_file, config, set(ignore))
         log.info("%s is complete; nothing to do (use --force to redo)", out_dir)
         yield False
         return
@@ -65,13 +68,12 @@ def step_log(
     remove_stale_temps(out_dir)
     with file_log(out_dir / LOG_DIR / log_name):
         if config is not None:
-            save_config(config, out_dir / CONFIG_FILE)
+            save_config(config, out_dir / config_file)
         yield True
         mark_done(out_dir, marker)
 
 
-def _check_same_config(out_dir: Path, config: Any) -> None:
-    path = out_dir / CONFIG_FILE
+def _check_same_config(path: Path, config: Any, ignore: set[str]) -> None:
     if not path.is_file():
         return
     try:
@@ -83,6 +85,8 @@ def _check_same_config(out_dir: Path, config: Any) -> None:
     asked = yaml.safe_load(yaml.safe_dump(dataclasses.asdict(config)))
     diff = []
     for key, value in asked.items():
+        if key in ignore:
+            continue
         old = saved[key] if key in saved else _default(config, key, value)
         if old != value:
             diff.append(f"{key}: {old!r} -> {value!r}")
@@ -90,7 +94,7 @@ def _check_same_config(out_dir: Path, config: Any) -> None:
         raise InputError(
             f"finished with other settings ({'; '.join(diff[:5])}); redo it with --force "
             "or write to another directory",
-            out_dir,
+            path.parent,
         )
 
 

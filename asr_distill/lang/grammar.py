@@ -56,6 +56,7 @@ log = logging.getLogger(__name__)
 
 G_NAME = "G.fst"
 G_DONE = ".done_G"
+MAKE_G_CONFIG = "config_make_g.yaml"
 OOV_POLICIES = ("skip", "error")
 _ARPA2FST = (
     "import sys, kaldilm; kaldilm.arpa2fst(sys.argv[1], sys.argv[2], bos_symbol='<s>', "
@@ -281,9 +282,11 @@ def make_g(
     lang_dir = Path(lang_dir)
     in_place = out_dir is None or Path(out_dir).resolve() == lang_dir.resolve()
     target = lang_dir if in_place else Path(out_dir)
-    # The lang dir's own config.yaml is prepare-lang's: make-g's settings get their own.
+    # The lang dir's own config.yaml is prepare-lang's: make-g's settings get their own
+    # file; the size of the check does not change G.
     with step_log(target, "make-g.log", force=force, marker=G_DONE,
-                  clear=() if in_place else (".done",)) as run:  # fmt: skip
+                  clear=() if in_place else (".done",), config=config,
+                  config_file=MAKE_G_CONFIG, ignore=("full_compose_max_arcs",)) as run:  # fmt: skip
         if not run:
             return None
         lang = validate_lang(lang_dir)
@@ -291,7 +294,7 @@ def make_g(
             _copy_lang(lang_dir, target)
             lang = dataclasses.replace(lang, path=target)
         log.info("make-g: %s + %s -> %s (%s)", arpa_path, lang_dir, target / G_NAME, config)
-        save_config(config, target / "config_make_g.yaml")
+        save_config(config, target / MAKE_G_CONFIG)  # again: the copy may bring one
         rename = {}
         if config.arpa_unk not in lang.words and config.arpa_unk != lang.oov_word:
             rename[config.arpa_unk] = lang.oov_word

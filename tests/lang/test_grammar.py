@@ -139,7 +139,11 @@ def test_gzipped_arpa_in_place_and_rerun(lang, tmp_path):
     cost = sentence_cost(g, ids(lang_copy, "BAT TEA"), ids(lang_copy, "#0")[0])
     assert cost == pytest.approx(0.9 * LN10, abs=1e-4)
     assert (lang_copy / "config_make_g.yaml").is_file()
-    assert make_g(tmp_path / "lm.arpa.gz", lang_copy) is None  # finished: a no-op
+    # Finished: a no-op, also with another size of the check (it does not change G) ...
+    assert make_g(tmp_path / "lm.arpa.gz", lang_copy) is None
+    # ... but asked with settings that would make another G, refused, not reused.
+    with pytest.raises(InputError, match=r"lang.*other settings \(max_order: -1 -> 1\)"):
+        make_g(tmp_path / "lm.arpa.gz", lang_copy, config=GrammarConfig(max_order=1))
 
 
 def test_oov_policy_error_and_bad_arpa(lang, tmp_path):
