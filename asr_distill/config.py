@@ -19,6 +19,32 @@ from asr_distill.io import atomic_open
 C = TypeVar("C")
 
 
+def field_defaults(cls: type, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The default of every field of the dataclass ``cls`` that has one (factories
+    called), but those in ``exclude``: what a record written before a field was added
+    stands for."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out
+
+
+def differences(old: Any, new: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    """``(key, old value, new value)`` for every setting that differs between two
+    records (nested mappings compared key by key, keys joined with dots), keys sorted."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in sorted(set(old) | set(new), key=str):
+            out += differences(old.get(k), new.get(k), f"{prefix}{k}.")
+        return out
+    return [] if old == new else [(prefix[:-1], old, new)]
+
+
 def load_config(cls: type[C], yaml_path: str | Path | None = None, **overrides: Any) -> C:
     """Build ``cls`` from its defaults, a YAML mapping, then non-None ``overrides``.
 

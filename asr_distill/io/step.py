@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from asr_distill.config import save_config
+from asr_distill.config import differences, field_defaults, save_config
 from asr_distill.errors import InputError
 from asr_distill.io.atomic import is_done, mark_done, remove_stale_temps
 from asr_distill.logging_setup import file_log
@@ -82,31 +82,21 @@ def _check_same_config(path: Path, config: Any, ignore: set[str]) -> None:
         raise InputError(f"unreadable record of a finished step ({e})", path) from None
     if not isinstance(saved, dict):
         raise InputError("the record of a finished step is not a mapping", path)
-    asked = yaml.safe_load(yaml.safe_dump(dataclasses.asdict(config)))
-    diff = []
-    for key, value in asked.items():
-        if key in ignore:
-            continue
-        old = saved[key] if key in saved else _default(config, key, value)
-        if old != value:
-            diff.append(f"{key}: {old!r} -> {value!r}")
+
+    def as_recorded(values: dict) -> dict:  # what YAML gives back (tuples as lists)
+        return yaml.safe_load(yaml.safe_dump(values))
+
+    asked = {k: v for k, v in as_recorded(dataclasses.asdict(config)).items() if k not in ignore}
+    # a field the record lacks counts as its default (or as asked, if it has none)
+    defaults = as_recorded(field_defaults(type(config)))
+    old = {k: saved.get(k, defaults.get(k, v)) for k, v in asked.items()}
+    diff = [f"{k}: {a!r} -> {b!r}" for k, a, b in differences(old, asked)]
     if diff:
         raise InputError(
             f"finished with other settings ({'; '.join(diff[:5])}); redo it with --force "
             "or write to another directory",
             path.parent,
         )
-
-
-def _default(config: Any, key: str, otherwise: Any) -> Any:
-    """The default of ``config``'s field ``key`` as YAML would record it, else
-    ``otherwise``."""
-    field = {f.name: f for f in dataclasses.fields(config)}[key]
-    if field.default is not dataclasses.MISSING:
-        return yaml.safe_load(yaml.safe_dump(field.default))
-    if field.default_factory is not dataclasses.MISSING:
-        return yaml.safe_load(yaml.safe_dump(field.default_factory()))
-    return otherwise
 
 
 def read_done_meta(out_dir: Path, what: str, remedy: str, meta_name: str = "meta.json") -> dict:

@@ -560,7 +560,8 @@ def prepare_dict(
         if frequent:
             known = {w for w, _ in d.lexicon}
             pronounced = {w for w in frequent if w in known}
-            others = set(extra).union(*transcripts)
+            given = set(extra)
+            others = given.union(*transcripts)
             log.info(
                 "frequent words: %d plain words among wordfreq's %d most frequent, %d with "
                 "a pronunciation (%d of them new to the vocabulary), %d without (left out)",
@@ -572,7 +573,6 @@ def prepare_dict(
             )
             # The frequent words without a pronunciation are counted above, not among the
             # extra words of the lists and texts given.
-            given = set(extra)
             extra_oov = [w for w in extra_oov if w in given]
         if model is not None:
             with atomic_open(dict_dir / SP_MODEL_NAME, "wb") as f:

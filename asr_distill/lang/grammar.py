@@ -46,7 +46,6 @@ from pathlib import Path
 
 import kaldifst
 
-from asr_distill.config import save_config
 from asr_distill.errors import InputError
 from asr_distill.io import atomic_path, mark_done
 from asr_distill.io.step import step_log
@@ -261,7 +260,7 @@ def check_lg(
 
 
 def _copy_lang(lang_dir: Path, out_dir: Path) -> None:
-    ignore = shutil.ignore_patterns(".done*", "log", G_NAME, ".*.tmp")
+    ignore = shutil.ignore_patterns(".done*", "log", G_NAME, MAKE_G_CONFIG, ".*.tmp")
     shutil.copytree(lang_dir, out_dir, ignore=ignore, dirs_exist_ok=True)
 
 
@@ -294,7 +293,6 @@ def make_g(
             _copy_lang(lang_dir, target)
             lang = dataclasses.replace(lang, path=target)
         log.info("make-g: %s + %s -> %s (%s)", arpa_path, lang_dir, target / G_NAME, config)
-        save_config(config, target / MAKE_G_CONFIG)  # again: the copy may bring one
         rename = {}
         if config.arpa_unk not in lang.words and config.arpa_unk != lang.oov_word:
             rename[config.arpa_unk] = lang.oov_word

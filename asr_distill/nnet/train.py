@@ -30,7 +30,7 @@ from safetensors.torch import load_file
 from torch import nn
 from tqdm import tqdm
 
-from asr_distill.config import save_config
+from asr_distill.config import differences, field_defaults, save_config
 from asr_distill.errors import InputError
 from asr_distill.features.framestore import FEATS_FILE, TARGETS_FILE, FrameStore
 from asr_distill.io import atomic_open, atomic_path, file_sha256, is_done
@@ -404,15 +404,6 @@ def _init_model(stem: str, mconf: DnnConfig) -> SpliceDnn:
     return init
 
 
-def _differences(old, new, prefix: str = "") -> list[str]:
-    if isinstance(old, dict) and isinstance(new, dict):
-        out = []
-        for k in sorted(set(old) | set(new), key=str):
-            out += _differences(old.get(k), new.get(k), f"{prefix}{k}.")
-        return out
-    return [] if old == new else [f"{prefix[:-1]}: {old!r} then, {new!r} now"]
-
-
 def _with_defaults(identity: dict) -> dict:
     """A checkpoint's identity with the config fields added since it was written set to
     their defaults (what the run used), so a new option does not block a resume."""
@@ -424,10 +415,7 @@ def _with_defaults(identity: dict) -> dict:
             from asr_distill.nnet import distill
 
             cls = getattr(distill, cls)
-        defaults = {f.name: f.default if f.default is not dataclasses.MISSING
-                    else f.default_factory() for f in dataclasses.fields(cls)
-                    if f.name not in _RESUMABLE_FIELDS}  # fmt: skip
-        out[key] = {**defaults, **out[key]}
+        out[key] = {**field_defaults(cls, _RESUMABLE_FIELDS), **out[key]}
     return out
 
 
@@ -437,7 +425,7 @@ def check_resume(ckpt: dict, identity: dict, path: Path) -> None:
     if old is None:
         raise InputError("checkpoint records no settings, so a resume cannot be checked; run "
                          "with --force to start over", path)  # fmt: skip
-    diff = _differences(_with_defaults(old), identity)
+    diff = [f"{k}: {a!r} then, {b!r} now" for k, a, b in differences(_with_defaults(old), identity)]
     if diff:
         more = f" (and {len(diff) - 3} more)" if len(diff) > 3 else ""
         raise InputError(f"checkpoint of a run with other settings or data ({'; '.join(diff[:3])}"
