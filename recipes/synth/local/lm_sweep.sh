@@ -7,7 +7,7 @@
 # vocabulary, dev OOV rate and perplexity, G and HCLG sizes, mkgraph and decode seconds
 # and the best dev WER. Run after stage 12 of recipes/synth/run.sh; writes
 # exp/lm_sweep/ under the work dir (remove it to rerun with other --order, --am or decode
-# options: its finished steps are kept). "0::8000" is the small preset's setting until
+# options: its finished steps refuse other settings). "0::8000" is the small preset's setting until
 # 2026-12-07 (its LM text was the first 8000 sentences).
 # The decode options are the small preset's (dnn_lmwts, dnn_beam, dnn_max_active).
 #   recipes/synth/local/lm_sweep.sh [--work-dir exp/synth] [--am tri3b] [--order 3]
@@ -37,8 +37,9 @@ timed() {
   echo $((SECONDS - t))
 }
 
-printf '%-22s %7s %6s %6s %7s %8s %8s %8s %s\n' run words oov% ppl G_MB HCLG_MB mkgraph decode \
-  "best dev WER"
+row='%-22s %7s %6s %6s %7s %8s %8s %8s %s\n'
+# shellcheck disable=SC2059  # row is the table's format
+printf "$row" run words oov% ppl G_MB HCLG_MB mkgraph decode "best dev WER"
 for run in $runs; do
   IFS=: read -r freq prune maxsent <<< "$run"
   [[ $run == *:*:* && $freq =~ ^[0-9]+$ && $maxsent =~ ^[0-9]+$ ]] ||
@@ -52,12 +53,13 @@ for run in $runs; do
   fi
   pr=()
   [ -n "$prune" ] && pr=(--prune "$prune")
+  # chained with &&: set -e does not act inside a block whose status || tests
   {
     asr-distill prepare-dict --source cmudict --extra-text "$text" --frequent-words "$freq" \
-      "$data/train" "$dir/dict"
-    asr-distill prepare-lang "$dir/dict" "$dir/lang"
+      "$data/train" "$dir/dict" &&
+    asr-distill prepare-lang "$dir/dict" "$dir/lang" &&
     asr-distill train-lm --order "$order" "${pr[@]}" --vocab "$dir/lang/words.txt" \
-      --unk-symbol "<UNK>" --dev-text "$data/dev" "$text" "$data/train" "$dir/lm"
+      --unk-symbol "<UNK>" --dev-text "$data/dev" "$text" "$data/train" "$dir/lm" &&
     asr-distill make-g "$dir/lm/lm.arpa" "$dir/lang" "$dir/lang_test"
   } 2> "$dir/prepare.log" || { echo "$0: $run failed (see $dir/prepare.log)" >&2; exit 1; }
   t_graph=$(timed "$dir/mkgraph.log" asr-distill mkgraph "$dir/lang_test" "$exp/$am" "$dir/graph")
@@ -65,7 +67,8 @@ for run in $runs; do
     --beam "$beam" --max-active "$max_active" --dnn "$exp/dnn/final" "$dir/graph" "$exp/$am" \
     "$work_dir/frames/dev" "$dir/decode_dev")
   timed "$dir/score.log" asr-distill score "$dir/decode_dev" "$data/dev" > /dev/null
-  printf '%-22s %7s %6s %6s %7s %8s %8s %8s %s\n' "$run" \
+  # shellcheck disable=SC2059
+  printf "$row" "$run" \
     "$(grep -cv '^[<#]' "$dir/lang/words.txt")" \
     "$(grep -o 'OOV rate [0-9.]*' "$dir/lm/perplexity.txt" | awk '{print $3}')" \
     "$(grep -o ' ppl= [0-9.]*' "$dir/lm/perplexity.txt" | awk '{print $2}')" \
