@@ -32,10 +32,16 @@ def test_read_done_meta(tmp_path):
 
 
 @dataclasses.dataclass
+class _Inner:
+    leaves: int = 2
+
+
+@dataclasses.dataclass
 class _Conf:
     order: int = 3
     prune: list = dataclasses.field(default_factory=list)
     name: str = "x"
+    inner: _Inner = dataclasses.field(default_factory=_Inner)
 
 
 def _run(out, conf, force=False) -> bool:
@@ -47,7 +53,7 @@ def test_finished_step_is_skipped_only_with_its_recorded_settings(tmp_path):
     out = tmp_path / "step"
     assert _run(out, _Conf(prune=[0, 1]))
     assert yaml.safe_load((out / "config.yaml").read_text()) == {
-        "order": 3, "prune": [0, 1], "name": "x"}  # fmt: skip
+        "order": 3, "prune": [0, 1], "name": "x", "inner": {"leaves": 2}}  # fmt: skip
     assert not _run(out, _Conf(prune=[0, 1]))  # the same settings: nothing to do
     with pytest.raises(
         InputError,
@@ -63,8 +69,11 @@ def test_finished_step_is_skipped_only_with_its_recorded_settings(tmp_path):
 def test_a_field_added_since_counts_as_its_default(tmp_path):
     out = tmp_path / "step"
     assert _run(out, _Conf())
-    (out / "config.yaml").write_text("order: 3\nname: x\n")  # recorded before 'prune'
+    # recorded before 'prune' and 'inner' (a nested config) were added
+    (out / "config.yaml").write_text("order: 3\nname: x\n")
     assert not _run(out, _Conf())
+    with pytest.raises(InputError, match=r"inner\.leaves: 2 -> 5"):
+        _run(out, _Conf(inner=_Inner(leaves=5)))
     with pytest.raises(InputError, match=r"prune: \[\] -> \[1\]"):
         _run(out, _Conf(prune=[1]))
     (out / "config.yaml").write_text("- not a mapping\n")

@@ -83,13 +83,15 @@ def _check_same_config(path: Path, config: Any, ignore: set[str]) -> None:
     if not isinstance(saved, dict):
         raise InputError("the record of a finished step is not a mapping", path)
 
-    def as_recorded(values: dict) -> dict:  # what YAML gives back (tuples as lists)
-        return yaml.safe_load(yaml.safe_dump(values))
+    def as_recorded(value: Any) -> Any:  # what the YAML record holds (tuples as lists)
+        if dataclasses.is_dataclass(value):  # a nested config, as asdict writes it
+            value = dataclasses.asdict(value)
+        return yaml.safe_load(yaml.safe_dump(value))
 
-    asked = {k: v for k, v in as_recorded(dataclasses.asdict(config)).items() if k not in ignore}
+    asked = {k: v for k, v in as_recorded(config).items() if k not in ignore}
     # a field the record lacks counts as its default (or as asked, if it has none)
-    defaults = as_recorded(field_defaults(type(config)))
-    old = {k: saved.get(k, defaults.get(k, v)) for k, v in asked.items()}
+    defaults = field_defaults(type(config))
+    old = {k: saved[k] if k in saved else as_recorded(defaults.get(k, v)) for k, v in asked.items()}
     diff = [f"{k}: {a!r} -> {b!r}" for k, a, b in differences(old, asked)]
     if diff:
         raise InputError(
