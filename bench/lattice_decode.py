@@ -1,146 +1,132 @@
-"""Issue 16's first measurement: can a pip-installable decoder give lattices at the cost
-of today's one-best decode?
+"""Issue 16: decoding once into lattices plus a sweep of LM weights x word insertion
+penalties, against one one-best search (kaldi-hmm-gmm's LatticeFasterDecoder, what
+``decode --no-lattice`` runs per LM weight), side by side in one run, on a finished
+synth recipe's dev set.
 
-Side by side, in one run, on one decode set (a hybrid DNN's log-likelihoods over a
-recipe's dev frame store and the GMM's HCLG):
+- one-best: one search at ``--decode-lmwt`` (the reference cost), then the one-best
+  sweep of today's recipes (one search per LM weight), for the WERs;
+- lattice: ``decode`` with lattices: one search per utterance (numba,
+  :mod:`asr_distill.decode.lattice`), the best path at every LM weight x penalty, the
+  lattices written (``lat.N.gz``), as the ``decode`` step does.
 
-- kaldi-hmm-gmm's ``LatticeFasterDecoder`` (one-best; what ``decode`` calls today), once
-  per LM weight;
-- kaldi-decoder's ``LatticeSimpleDecoder`` (the only pip decoder found that returns a
-  lattice: ``get_raw_lattice``, state level, not determinized), once at
-  ``--decode-lmwt``, then the best path of the raw lattice at every LM weight (kaldifst's
-  ``scale_lattice`` + ``shortest_path``), no decoding again.
+Prints the seconds and ratios, the dev WER of both at every LM weight (penalty 0),
+the best setting of each, the lattice oracle WER, and how many lattice best paths equal
+the one-best search at the same weight.
 
-Prints the seconds of each, the lattices' mean arcs per frame, and how many best paths
-from the lattice equal the one-best decode at the same LM weight, and the dev WER of
-both at each weight.
-
-    python bench/lattice_decode.py --work-dir /work/demo_run   # after the small recipe
-
-kaldi-decoder is pinned to 0.2.11 (dev extras): 0.3.2 rejects kaldifst 1.7.17's FSTs
-and hangs when imported before kaldi_hmm_gmm.
+    python bench/lattice_decode.py --work-dir /work/runs/small2                # DNN
+    python bench/lattice_decode.py --work-dir /work/runs/small2 --am tri2b     # GMM
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from pathlib import Path
 
-import kaldi_decoder as kd
-import kaldi_hmm_gmm as khg
-import kaldifst
 import torch
 
 from asr_distill.data.kaldi_dir import read_table
-from asr_distill.decode.decode import pdf_loglikes_to_tid_columns, read_symbols
+from asr_distill.decode.config import DecodeConfig
+from asr_distill.decode.decode import decode
 from asr_distill.decode.dnn import ensemble_log_posteriors, load_models
-from asr_distill.decode.score import compute_wer
+from asr_distill.decode.score import compute_wer, lattice_oracle, setting_name
 from asr_distill.features.framestore import FrameStore
+from asr_distill.hmm.feats import load_gmm_features
 from asr_distill.hmm.model import GmmHmm
-from asr_distill.lang.validate import read_fst
 from asr_distill.nnet.model import hybrid_log_likelihoods
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work-dir", required=True, help="a finished synth recipe's work dir")
-    ap.add_argument("--lmwts", default="6,8,10,12,14,16")
-    ap.add_argument(
-        "--decode-lmwt",
-        type=float,
-        default=10.0,
-        help="the LM weight of the lattice decode (acoustic scale 1/LMWT)",
-    )
-    ap.add_argument("--beam", type=float, default=10.0)
+    ap.add_argument("--am", default="dnn", help="dnn (exp/dnn/final on tri3b's tree) or a "
+                    "GMM without SAT: mono, tri1, tri2b")  # fmt: skip
+    ap.add_argument("--lmwts", default=None, help="default: the preset's (6..18 DNN, 12..24 GMM)")
+    ap.add_argument("--wips", default="0,0.5,1")
+    ap.add_argument("--decode-lmwt", type=float, default=None, help="default: the middle one")
+    ap.add_argument("--beam", type=float, default=None, help="default: 10 DNN, 11 GMM")
     ap.add_argument("--lattice-beam", type=float, default=6.0)
     ap.add_argument("--max-active", type=int, default=2000)
-    ap.add_argument("--utts", type=int, default=0, help="first N dev utterances (0: all)")
+    ap.add_argument("--nj", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(1)
     w = Path(args.work_dir)
-    am = w / "exp" / "tri3b"  # the DNN targets' tree and graph (gmm_targets: tri3b)
+    dnn = args.am == "dnn"
+    am = w / "exp" / ("tri3b" if dnn else args.am)
     hmm = GmmHmm.load(am)
-    graph = read_fst(am / "graph" / "HCLG.fst")
-    models = load_models([w / "exp" / "dnn" / "final"])
-    store = FrameStore(w / "frames" / "dev")
-    utts = list(store.utt_ids)[: args.utts or None]
-    with torch.no_grad():
-        loglikes = {
-            u: pdf_loglikes_to_tid_columns(hmm, hybrid_log_likelihoods(
-                ensemble_log_posteriors(models, store, u), models[0].log_priors).numpy())
-            for u in utts
-        }  # fmt: skip
-    lmwts = [float(x) for x in args.lmwts.split(",")]
-    nframes = sum(len(x) for x in loglikes.values())
+    lmwts = [float(x) for x in (args.lmwts or ("6,9,12,15,18" if dnn else "12,15,18,21,24"))
+             .split(",")]  # fmt: skip
+    beam = args.beam or (10.0 if dnn else 11.0)
+    if dnn:
+        models = load_models([w / "exp" / "dnn" / "final"])
+        store = FrameStore(w / "frames" / "dev")
+        with torch.no_grad():
+            source = {u: hybrid_log_likelihoods(ensemble_log_posteriors(models, store, u),
+                                                models[0].log_priors).numpy()
+                      for u in store.utt_ids}  # fmt: skip
+        kind = "loglikes"
+    else:
+        source = load_gmm_features(w / "data" / "dev_mfcc", transform=hmm.transform)
+        kind = "gmm"
+    utts = sorted(source)
+    graph = am / "graph"
+    decode_lmwt = args.decode_lmwt or sorted(lmwts)[(len(lmwts) - 1) // 2]
+    base = dict(beam=beam, lattice_beam=args.lattice_beam, max_active=args.max_active)
 
-    start = time.perf_counter()
-    onebest: dict[tuple[str, float], list[int]] = {}
-    cfg = khg.LatticeFasterDecoderConfig(beam=args.beam, lattice_beam=args.lattice_beam,
-                                         max_active=args.max_active)  # fmt: skip
-    for lmwt in lmwts:
-        for u in utts:
-            dec = khg.LatticeFasterDecoder(graph, cfg)
-            _, _, words, _ = khg.decode_utterance_lattice_faster(
-                decoder=dec, decodable=khg.DecodableCtc(loglikes[u] / lmwt),
-                trans_model=hmm.trans_model, utt=u, allow_partial=True)  # fmt: skip
-            onebest[u, lmwt] = list(words)
-    t_onebest = time.perf_counter() - start
+    def run(config: DecodeConfig, lattice_dir: Path | None = None):
+        start = time.perf_counter()
+        hyps = decode(graph, hmm, utts, source.__getitem__, config, kind=kind, nj=args.nj,
+                      lattice_dir=lattice_dir)  # fmt: skip
+        return hyps, time.perf_counter() - start
 
-    start = time.perf_counter()
-    lattices = {}
-    acwt = 1.0 / args.decode_lmwt
-    scfg = kd.LatticeSimpleDecoderConfig(beam=args.beam, lattice_beam=args.lattice_beam)
-    for u in utts:
-        dec = kd.LatticeSimpleDecoder(graph, scfg)
-        dec.decode(kd.DecodableCtc(loglikes[u] * acwt))
-        _, lat = dec.get_raw_lattice()
-        kaldifst.scale_lattice([[1.0, 0.0], [0.0, 1.0 / acwt]], lat)  # raw acoustic costs
-        lattices[u] = lat
-    t_lattice = time.perf_counter() - start
-    arcs = sum(sum(lat.num_arcs(s) for s in range(lat.num_states)) for lat in lattices.values())
-
-    start = time.perf_counter()
-    same = total = 0
-    by_lmwt = {}
-    fromlat: dict[tuple[str, float], list[int]] = {}
-    for lmwt in lmwts:
-        for u, lat in lattices.items():
-            scaled = lat.copy()
-            kaldifst.scale_lattice([[1.0, 0.0], [0.0, 1.0 / lmwt]], scaled)
-            _, _, words, _ = kaldifst.get_linear_symbol_sequence(kaldifst.shortest_path(scaled))
-            fromlat[u, lmwt] = list(words)
-            same += int(list(words) == onebest[u, lmwt])
-            total += 1
-            by_lmwt[lmwt] = by_lmwt.get(lmwt, 0) + int(list(words) == onebest[u, lmwt])
-    t_sweep = time.perf_counter() - start
-    print(
-        f"{len(utts)} utterances, {nframes} frames, {hmm.num_pdfs} pdfs, "
-        f"HCLG {graph.num_states} states; beam {args.beam}, lattice beam {args.lattice_beam}"
-    )
-    print(
-        f"one-best LatticeFasterDecoder x {len(lmwts)} LM weights: {t_onebest:.2f} s "
-        f"({t_onebest / len(lmwts):.2f} s per weight)"
-    )
-    print(
-        f"LatticeSimpleDecoder once, raw lattice: {t_lattice:.2f} s "
-        f"({t_lattice / (t_onebest / len(lmwts)):.2f}x one one-best pass); "
-        f"{arcs / nframes:.1f} lattice arcs per frame"
-    )
-    print(
-        f"best paths of the lattices at {len(lmwts)} LM weights: {t_sweep:.2f} s; "
-        f"{same} of {total} equal the one-best decode at that weight "
-        f"(by LM weight: {by_lmwt})"
-    )
-    symbols = read_symbols(am / "graph" / "words.txt")
-    refs = read_table(w / "data" / "dev" / "text", allow_empty_value=True)
-    refs = {u: refs[u] for u in utts}
-    for name, hyps in (("one-best decodes", onebest), ("lattice best paths", fromlat)):
-        wers = [compute_wer(refs, {u: " ".join(symbols[i] for i in hyps[u, lmwt]) for u in utts})
-                [0].wer for lmwt in lmwts]  # fmt: skip
-        print(
-            f"dev WER % of the {name} at LM weights {lmwts}: " + " ".join(f"{x:.2f}" for x in wers)
+    run(DecodeConfig(lmwts=[decode_lmwt], lattice=True, **base))  # numba: load compiled code
+    _, t_one = run(DecodeConfig(lmwts=[decode_lmwt], lattice=False, **base))
+    wips = [float(x) for x in args.wips.split(",")]
+    with tempfile.TemporaryDirectory() as tmp:
+        lat_hyps, t_lat = run(
+            DecodeConfig(lmwts=lmwts, word_ins_penalties=wips, search_lmwt=decode_lmwt, **base),
+            Path(tmp),
         )
+        refs = read_table(w / "data" / "dev" / "text", allow_empty_value=True)
+        (Path(tmp) / "words.txt").write_text((graph / "words.txt").read_text())
+        start = time.perf_counter()
+        oracle = lattice_oracle(Path(tmp), refs)
+        t_oracle = time.perf_counter() - start
+    one_hyps, t_sweep = run(DecodeConfig(lmwts=lmwts, lattice=False, **base))
+
+    def wer(hyps) -> float:
+        return compute_wer(refs, {u: " ".join(hyps[u] or []) for u in utts})[0].wer
+
+    frames = sum(len(x) for x in source.values())
+    print(f"{args.am} on {len(utts)} dev utterances ({frames} frames), HCLG of {am.name}; "
+          f"beam {beam}, max-active {args.max_active}, lattice beam {args.lattice_beam}, "
+          f"lattice searched at LM weight {decode_lmwt:g}, nj {args.nj}")  # fmt: skip
+    print(f"one one-best search (LM weight {decode_lmwt:g}): {t_one:.2f} s")
+    print(
+        f"lattice search + best paths at {len(lmwts)} x {len(wips)} settings + lattices "
+        f"written: {t_lat:.2f} s = {t_lat / t_one:.2f}x one one-best search"
+    )
+    print(
+        f"one-best sweep ({len(lmwts)} searches): {t_sweep:.2f} s = "
+        f"{t_sweep / t_one:.2f}x; lattice oracle (read + score): {t_oracle:.2f} s"
+    )
+    same = sum(lat_hyps[x, 0.0][u] == one_hyps[x, 0.0][u] for x in lmwts for u in utts)
+    print(
+        f"lattice best paths equal to the one-best search at the same weight: {same} of "
+        f"{len(lmwts) * len(utts)}"
+    )
+    print("dev WER %   LM weight: " + " ".join(f"{x:>6g}" for x in lmwts))
+    print("one-best searches:      " + " ".join(f"{wer(one_hyps[x, 0.0]):6.2f}" for x in lmwts))
+    for p in wips:
+        print(f"lattice, penalty {p:<4g}:  " + " ".join(f"{wer(lat_hyps[x, p]):6.2f}"
+                                                       for x in lmwts))  # fmt: skip
+    best_one = min((wer(h), k) for k, h in one_hyps.items())
+    best_lat = min((wer(h), k) for k, h in lat_hyps.items())
+    print(
+        f"best: one-best sweep {best_one[0]:.2f} ({setting_name(*best_one[1])}), lattices "
+        f"{best_lat[0]:.2f} ({setting_name(*best_lat[1])}); lattice oracle {oracle.wer:.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ if ((${#apt_pkgs[@]})); then
     "${apt_pkgs[@]}" >/dev/null
 fi
 
-if ! python3 -c "import asr_distill, pytest, xdist, ruff, kaldi_native_fbank, wordfreq" >/dev/null 2>&1 \
+if ! python3 -c "import asr_distill, pytest, xdist, ruff, kaldi_native_fbank, wordfreq, numba" >/dev/null 2>&1 \
    || ! command -v asr-distill >/dev/null 2>&1; then
   echo "setup: pip install -e .[dev]"
   python3 -m pip install -q --disable-pip-version-check -e ".[dev]"

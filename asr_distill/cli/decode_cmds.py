@@ -8,7 +8,7 @@ import yaml
 
 from asr_distill.config import add_config_options, config_from_args
 from asr_distill.decode.config import DecodeConfig
-from asr_distill.decode.score import read_best_lmwt, score_decode_dir
+from asr_distill.decode.score import read_best_setting, score_decode_dir
 from asr_distill.errors import InputError
 from asr_distill.io import atomic_open
 
@@ -21,10 +21,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         "decode",
         help="decode with HCLG and a GMM-HMM or hybrid DNN(s) (Kaldi's decode.sh)",
         description="Decode DATA (MFCC + CMVN; deltas added) with GRAPH_DIR/HCLG.fst and "
-        "MODEL_DIR's GMM-HMM using Kaldi's LatticeFasterDecoder, once per LM weight "
-        "(acoustic scale 1/LMWT): the sweep on dev, then test at dev's choice (--lmwt-from). "
-        "Writes DECODE_DIR/hyp.<LMWT>.txt, summary.yaml and "
-        "log/decode.log (real-time factor).",
+        "MODEL_DIR's GMM-HMM: one lattice search per utterance, then the best path at every "
+        "LM weight and word insertion penalty from the lattices (Kaldi's score.sh sweep); "
+        "--no-lattice searches once per LM weight (one-best). The sweep on dev, then test "
+        "at dev's choice (--lmwt-from). Writes DECODE_DIR/hyp.<LMWT>[_<WIP>].txt, "
+        "lat.<N>.gz (Kaldi text Lattices), words.txt, summary.yaml and log/decode.log "
+        "(real-time factor).",
         epilog="example: asr-distill decode exp/tri1/graph exp/tri1 data/dev_mfcc "
         "exp/tri1/decode_dev --nj 2",
     )
@@ -48,8 +50,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--nj", type=int, default=1, help="decoding processes (1)")
     p.add_argument(
         "--lmwt-from", default=None, metavar="DEV_DECODE_DIR",
-        help="decode only at the LM weight that score chose in this (dev) decode dir: one "
-        "pass for a test set instead of one per weight of the sweep (not with --lmwts)",
+        help="decode only at the LM weight and penalty that score chose in this (dev) "
+        "decode dir (not with --lmwts or --word-ins-penalties)",
     )  # fmt: skip
     add_config_options(p, DecodeConfig)
     p.add_argument("--force", action="store_true", help="redo a finished output")
@@ -57,18 +59,24 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "score",
-        help="WER of a decode dir (jiwer), per LM weight; best or fixed weight",
-        description="Score DECODE_DIR's hyp.<LMWT>.txt against DATA/text: wer.<LMWT>, "
-        "per_utt.<LMWT>, best_wer, scores.yaml. Choose the LM weight on dev (default: "
-        "best) and apply it unchanged to test with --lmwt-from DEV_DECODE_DIR.",
+        help="WER of a decode dir (jiwer), per LM weight and penalty; best or fixed",
+        description="Score DECODE_DIR's hyp.<LMWT>[_<WIP>].txt against DATA/text: "
+        "wer.<SETTING>, per_utt.<SETTING>, best_wer, scores.yaml, and oracle_wer where "
+        "the dir has lattices. Choose the LM weight and penalty on dev (default: best) and "
+        "apply them unchanged to test with --lmwt-from DEV_DECODE_DIR.",
         epilog="example: asr-distill score exp/tri1/decode_test data/test "
         "--lmwt-from exp/tri1/decode_dev",
     )
     p.add_argument("decode_dir")
     p.add_argument("data")
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--lmwt", type=float, default=None, help="report this LM weight")
-    g.add_argument("--lmwt-from", default=None, help="use the LM weight chosen in this dir")
+    g.add_argument(
+        "--lmwt", type=float, default=None,
+        help="report this LM weight (with the best penalty at it)",
+    )  # fmt: skip
+    g.add_argument(
+        "--lmwt-from", default=None, help="use the LM weight and penalty chosen in this dir"
+    )
     p.set_defaults(func=_score)
 
     p = sub.add_parser(
@@ -109,8 +117,13 @@ def _decode(args: argparse.Namespace) -> int:
 
     if args.lmwt_from and args.lmwts:
         raise InputError("give --lmwts or --lmwt-from, not both")
-    lmwts = [read_best_lmwt(args.lmwt_from)] if args.lmwt_from else None
-    config = config_from_args(DecodeConfig, args, args.config, lmwts=lmwts)
+    chosen = {}
+    if args.lmwt_from:
+        if args.word_ins_penalties:
+            raise InputError("give --word-ins-penalties or --lmwt-from, not both")
+        lmwt, wip = read_best_setting(args.lmwt_from)
+        chosen = {"lmwts": [lmwt], "word_ins_penalties": [wip]}
+    config = config_from_args(DecodeConfig, args, args.config, **chosen)
     if args.dnn:
         from asr_distill.decode.dnn import decode_dnn
 
@@ -157,7 +170,7 @@ def _frame_accuracy(args: argparse.Namespace) -> int:
 
 
 def _score(args: argparse.Namespace) -> int:
-    lmwt = read_best_lmwt(args.lmwt_from) if args.lmwt_from else args.lmwt
-    result = score_decode_dir(args.decode_dir, args.data, lmwt=lmwt)
-    print(f"{result.kaldi_line()} lmwt {result.lmwt:g}")
+    lmwt, wip = read_best_setting(args.lmwt_from) if args.lmwt_from else (args.lmwt, None)
+    result = score_decode_dir(args.decode_dir, args.data, lmwt=lmwt, wip=wip)
+    print(f"{result.kaldi_line()} lmwt {result.lmwt:g} wip {result.wip:g}")
     return 0

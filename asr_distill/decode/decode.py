@@ -1,13 +1,19 @@
-"""WFST decoding of a data dir with HCLG and Kaldi's LatticeFasterDecoder
-(kaldi-hmm-gmm), from a GMM-HMM (``DecodableAmDiagGmmScaled``) or from any frame
-log-likelihoods over pdfs, such as a hybrid DNN's (``DecodableCtc``).
+"""WFST decoding of a data dir with HCLG, from a GMM-HMM or from any frame
+log-likelihoods over pdfs, such as a hybrid DNN's.
 
-kaldi-hmm-gmm's decoder returns the one-best path, not a lattice, so the LM-weight
-sweep of Kaldi's score.sh is done by decoding once per acoustic scale 1/LMWT. The
-decoder holds the GIL: ``nj > 1`` decodes in forked worker processes.
+By default each utterance is searched once, into a lattice
+(:mod:`asr_distill.decode.lattice`), and the sweep of Kaldi's score.sh (every LM
+weight x word insertion penalty) takes best paths from the lattices without searching
+again. With ``lattice: false`` the search is kaldi-hmm-gmm's LatticeFasterDecoder,
+which returns the one-best path only: one search per LM weight (acoustic scale
+1/LMWT), ``DecodableAmDiagGmmScaled`` for a GMM, ``DecodableCtc`` for log-likelihoods;
+the fMLLR first pass of a SAT model uses it too (it needs the best path's
+transition-ids). ``nj > 1`` decodes in forked worker processes.
 
-A decode dir holds ``hyp.<LMWT>.txt`` (Kaldi ``text`` format) for each LM weight,
-``config.yaml``, ``log/decode.log`` (real-time factor) and ``.done``.
+A decode dir holds ``hyp.<LMWT>.txt`` (Kaldi ``text`` format) for each LM weight at
+penalty 0 and ``hyp.<LMWT>_<WIP>.txt`` at penalty WIP, the lattices ``lat.<N>.gz`` (a
+text archive of Kaldi Lattices per worker chunk) with ``words.txt``, ``config.yaml``,
+``summary.yaml``, ``log/decode.log`` (real-time factor) and ``.done``.
 """
 
 from __future__ import annotations
@@ -25,11 +31,12 @@ import kaldi_hmm_gmm as khg
 import numpy as np
 
 from asr_distill.decode.config import DecodeConfig
+from asr_distill.decode.lattice import LatticeOptions, decode_lattice, read_graph, write_lattices
 from asr_distill.decode.score import hyp_file
 from asr_distill.errors import InputError
 from asr_distill.hmm import sat
 from asr_distill.hmm.model import GmmHmm
-from asr_distill.io import atomic_open
+from asr_distill.io import atomic_open, atomic_path
 from asr_distill.io.step import step_log
 from asr_distill.lang.validate import read_fst
 
@@ -70,12 +77,15 @@ def _one_torch_thread() -> None:
         torch.set_num_threads(1)
 
 
-def _decode_chunk(
-    utts: Sequence[str],
-) -> list[tuple[str, float, list[int] | None, int, np.ndarray | None]]:
-    """(utt, lmwt, word ids or None, frames, the best path's transition-ids or None) for
-    each utterance and LM weight."""
+Result = tuple[str, float, float, "list[int] | None", int, "np.ndarray | None"]
+
+
+def _decode_chunk(job: tuple[int, Sequence[str]]) -> list[Result]:
+    """(utt, lmwt, penalty, word ids or None, frames, the best path's transition-ids or
+    None) for each utterance and scoring setting of chunk ``job = (n, utts)``."""
     _one_torch_thread()
+    if _STATE["config"].lattice and not _STATE["alignments"]:
+        return _lattice_chunk(*job)
     st = _STATE
     cfg: DecodeConfig = st["config"]
     model: GmmHmm = st["model"]
@@ -85,7 +95,7 @@ def _decode_chunk(
         min_active=cfg.min_active,
     )  # fmt: skip
     out = []
-    for utt in utts:
+    for utt in job[1]:
         source = st["source"](utt)  # (T, D) features or (T, num_pdfs) log-likelihoods
         for lmwt in cfg.lmwts:
             # A fresh decoder for every pass: a reused one keeps the hash size that
@@ -104,7 +114,34 @@ def _decode_chunk(
                 allow_partial=cfg.allow_partial,
             )  # fmt: skip
             ali = np.asarray(tids, np.int32) if ok and st["alignments"] else None
-            out.append((utt, lmwt, list(words) if ok else None, len(source), ali))
+            out.append((utt, lmwt, 0.0, list(words) if ok else None, len(source), ali))
+    return out
+
+
+def _lattice_chunk(n: int, utts: Sequence[str]) -> list[Result]:
+    """One lattice search per utterance, the best path of every (LM weight, penalty)
+    from it, and the chunk's lattices written to ``lat.<n>.gz``."""
+    st = _STATE
+    cfg: DecodeConfig = st["config"]
+    model: GmmHmm = st["model"]
+    opts = LatticeOptions(
+        beam=cfg.beam, max_active=cfg.max_active, min_active=cfg.min_active,
+        lattice_beam=cfg.lattice_beam, allow_partial=cfg.allow_partial,
+    )  # fmt: skip
+    acscale = 1.0 / cfg.lattice_lmwt()
+    out, lattices = [], []
+    for utt in utts:
+        source = st["source"](utt)
+        if st["kind"] == "gmm":
+            source = model.pdf_log_likelihoods(source, st["gauss_tables"])
+        lat, _ = decode_lattice(st["lattice_graph"], pdf_loglikes_to_tid_columns(model, source),
+                                acscale, opts)  # fmt: skip
+        lattices.append((utt, lat))
+        for lmwt, wip in cfg.settings():
+            out.append((utt, lmwt, wip, lat.best_path(lmwt, wip), len(source), None))
+    if st["lattice_dir"] is not None:
+        with atomic_path(st["lattice_dir"] / f"lat.{n}.gz") as tmp:
+            write_lattices(tmp, lattices)
     return out
 
 
@@ -118,12 +155,14 @@ def decode(
     kind: str = "gmm",
     nj: int = 1,
     alignments: dict[str, np.ndarray] | None = None,
-) -> dict[float, dict[str, list[str] | None]]:
+    lattice_dir: Path | None = None,
+) -> dict[tuple[float, float], dict[str, list[str] | None]]:
     """Decode ``utts``: ``source(utt)`` gives GMM features (``kind='gmm'``) or
-    (T, num_pdfs) log-likelihoods (``kind='loglikes'``). Returns, per LM weight,
-    utt -> words (None where decoding failed). With one LM weight, ``alignments`` (a
-    dict) receives each decoded utterance's best-path transition-ids (a first pass
-    for fMLLR)."""
+    (T, num_pdfs) log-likelihoods (``kind='loglikes'``). Returns, per (LM weight, word
+    insertion penalty) of ``config.settings()``, utt -> words (None where decoding
+    failed). With one LM weight, ``alignments`` (a dict) receives each decoded
+    utterance's best-path transition-ids (a first pass for fMLLR; a one-best search).
+    Lattice searches write their lattices into ``lattice_dir`` when given."""
     graph_dir = Path(graph_dir)
     graph = graph_dir / "HCLG.fst"
     if not graph.is_file():
@@ -131,23 +170,34 @@ def decode(
     words = read_symbols(graph_dir / "words.txt")
     if alignments is not None and len(config.lmwts) != 1:
         raise ValueError("alignments come from a decode at one LM weight")
+    lattice = config.lattice and alignments is None
+    if lattice_dir is not None:
+        for old in Path(lattice_dir).glob("lat.*.gz"):  # from an earlier, killed run
+            old.unlink()
     # Read before forking: each worker shares the parent's graph (copy-on-write) instead
     # of reading its own copy for every chunk (0.5 s for the small preset's HCLG).
-    _STATE.update(config=config, model=model, graph=read_fst(graph), source=source, kind=kind,
-                  alignments=alignments is not None)  # fmt: skip
+    _STATE.update(
+        config=config, model=model, source=source, kind=kind,
+        alignments=alignments is not None, lattice_dir=lattice_dir,
+        graph=None if lattice else read_fst(graph),
+        lattice_graph=read_graph(graph) if lattice else None,
+        gauss_tables=model.gauss_tables() if lattice and kind == "gmm" else None,
+    )  # fmt: skip
     try:
         if nj <= 1 or len(utts) < 2 * nj:
-            results = _decode_chunk(list(utts))
+            results = _decode_chunk((1, list(utts)))
         else:
             bounds = np.linspace(0, len(utts), nj * 4 + 1).astype(int)
             chunks = [list(utts[a:b]) for a, b in itertools.pairwise(bounds) if b > a]
             with multiprocessing.get_context("fork").Pool(nj) as pool:
-                results = [r for part in pool.map(_decode_chunk, chunks) for r in part]
+                parts = pool.map(_decode_chunk, list(enumerate(chunks, 1)))
+            results = [r for part in parts for r in part]
     finally:
         _STATE.clear()
-    out: dict[float, dict[str, list[str] | None]] = {w: {} for w in config.lmwts}
-    for utt, lmwt, ids, _, ali in results:
-        out[lmwt][utt] = None if ids is None else [words.get(i, f"<{i}>") for i in ids]
+    settings = config.settings() if lattice else [(w, 0.0) for w in config.lmwts]
+    out: dict[tuple[float, float], dict[str, list[str] | None]] = {s: {} for s in settings}
+    for utt, lmwt, wip, ids, _, ali in results:
+        out[lmwt, wip][utt] = None if ids is None else [words.get(i, f"<{i}>") for i in ids]
         if alignments is not None and ali is not None:
             alignments[utt] = ali
     return out
@@ -178,8 +228,10 @@ def decode_data_dir(
         start = time.perf_counter()
         if sat.is_sat(model_dir):  # Kaldi's decode_fmllr.sh
             feats = _fmllr_first_pass(graph_dir, model_dir, model, feats, data_dir, config, nj)
-        hyps = decode(graph_dir, model, utts, feats.__getitem__, config, kind="gmm", nj=nj)
-        return write_decode_dir(decode_dir, hyps, feats, time.perf_counter() - start, nj)
+        hyps = decode(graph_dir, model, utts, feats.__getitem__, config, kind="gmm", nj=nj,
+                      lattice_dir=decode_dir)  # fmt: skip
+        return write_decode_dir(decode_dir, hyps, feats, time.perf_counter() - start, nj,
+                                graph_dir)  # fmt: skip
 
 
 def _fmllr_first_pass(
@@ -206,34 +258,44 @@ def _fmllr_first_pass(
 
 def write_decode_dir(
     decode_dir: Path,
-    hyps: Mapping[float, Mapping[str, list[str] | None]],
+    hyps: Mapping[tuple[float, float], Mapping[str, list[str] | None]],
     frames: Mapping[str, np.ndarray],
     seconds: float,
     nj: int,
+    graph_dir: str | Path,
 ) -> dict:
-    """Write ``hyp.<LMWT>.txt`` files and the summary; log failures and the RTF."""
+    """Write ``hyp.<LMWT>[_<WIP>].txt`` files, ``words.txt`` (the lattices' word ids)
+    and the summary; log failures and the RTF."""
     num_frames = sum(len(x) for x in frames.values())
     audio_s = num_frames * FRAME_SHIFT_S
-    # Real-time factor per decoding pass (one LM weight), in CPU-seconds per second.
-    rtf = seconds * nj / max(audio_s, 1e-9) / max(len(hyps), 1)
+    lattice = any(decode_dir.glob("lat.*.gz"))
+    passes = 1 if lattice else len({w for w, _ in hyps})
+    # Real-time factor per search, in CPU-seconds per second of audio.
+    rtf = seconds * nj / max(audio_s, 1e-9) / max(passes, 1)
     failed = set()
-    for lmwt, by_utt in hyps.items():
-        with atomic_open(decode_dir / hyp_file(lmwt)) as f:
+    for (lmwt, wip), by_utt in hyps.items():
+        with atomic_open(decode_dir / hyp_file(lmwt, wip)) as f:
             for utt in sorted(by_utt):
                 words = by_utt[utt]
                 if words is None:
                     failed.add(utt)
                     words = []
                 f.write(f"{utt} {' '.join(words)}".rstrip() + "\n")
+    if lattice:
+        with atomic_open(decode_dir / "words.txt") as f:
+            f.write((Path(graph_dir) / "words.txt").read_text(encoding="utf-8"))
     summary = {
         "utterances": len(frames), "audio_seconds": round(audio_s, 2),
-        "wall_seconds": round(seconds, 2), "lmwts": list(hyps), "nj": nj,
-        "real_time_factor": round(rtf, 4), "failed": sorted(failed),
+        "wall_seconds": round(seconds, 2), "lmwts": sorted({w for w, _ in hyps}),
+        "word_ins_penalties": sorted({p for _, p in hyps}), "lattices": lattice,
+        "searches_per_utterance": passes, "nj": nj, "real_time_factor": round(rtf, 4),
+        "failed": sorted(failed),
     }  # fmt: skip
     log.info(
-        "decoded %d utterances (%.1f s of audio) at %d LM weight(s) in %.1f s with %d job(s): "
-        "real-time factor %.3f per pass (CPU-seconds per second of audio); %d failed",
-        len(frames), audio_s, len(hyps), seconds, nj, rtf, len(failed),
+        "decoded %d utterances (%.1f s of audio), %d search(es) each, %d scoring setting(s), "
+        "in %.1f s with %d job(s): real-time factor %.3f per search (CPU-seconds per second "
+        "of audio); %d failed",
+        len(frames), audio_s, passes, len(hyps), seconds, nj, rtf, len(failed),
     )  # fmt: skip
     with atomic_open(decode_dir / "summary.yaml") as f:
         import yaml

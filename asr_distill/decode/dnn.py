@@ -131,8 +131,9 @@ def decode_dnn(
         log.info("DNN forward (%d model(s)) over %d utterances: %.1f s", len(models),
                  len(loglikes), time.perf_counter() - start)  # fmt: skip
         hyps = decode(graph_dir, hmm, sorted(loglikes), loglikes.__getitem__, config,
-                      kind="loglikes", nj=nj)  # fmt: skip
-        return write_decode_dir(decode_dir, hyps, loglikes, time.perf_counter() - start, nj)
+                      kind="loglikes", nj=nj, lattice_dir=decode_dir)  # fmt: skip
+        return write_decode_dir(decode_dir, hyps, loglikes, time.perf_counter() - start, nj,
+                                graph_dir)  # fmt: skip
 
 
 def _specialist_posteriors(models: Sequence[SpliceDnn], specialists: str | Path):

@@ -1,9 +1,12 @@
 """Scoring: WER of a decode dir with jiwer (Kaldi's score.sh: one WER per LM weight,
 the best on dev applied unchanged to test) and frame accuracy against pdf alignments.
 
-``score`` writes into the decode dir ``wer.<LMWT>`` (``%WER x [ errors / words, ins,
-del, sub ]`` as Kaldi's compute-wer), ``best_wer``, ``per_utt.<LMWT>`` (reference,
-hypothesis and error counts per utterance) and ``scores.yaml``.
+``score`` writes into the decode dir, for every scoring setting (LM weight, or LM
+weight and word insertion penalty: ``10`` or ``10_0.5``), ``wer.<SETTING>``
+(``%WER x [ errors / words, ins, del, sub ]`` as Kaldi's compute-wer) and
+``per_utt.<SETTING>`` (reference, hypothesis and error counts per utterance); then
+``best_wer``, ``scores.yaml`` and, where the decode dir has lattices, ``oracle_wer``
+(the fewest errors of any path in the lattices: Kaldi's lattice-oracle).
 """
 
 from __future__ import annotations
@@ -23,9 +26,23 @@ from asr_distill.io import atomic_open
 log = logging.getLogger(__name__)
 
 
-def hyp_file(lmwt: float) -> str:
-    """A decode dir's hypotheses at LM weight ``lmwt`` (written by decode)."""
-    return f"hyp.{lmwt:g}.txt"
+def setting_name(lmwt: float, wip: float = 0.0) -> str:
+    """``10`` at penalty 0, ``10_0.5`` at penalty 0.5 (Kaldi's ``wer_LMWT_WIP``)."""
+    return f"{lmwt:g}" if wip == 0 else f"{lmwt:g}_{wip:g}"
+
+
+def hyp_file(lmwt: float, wip: float = 0.0) -> str:
+    """A decode dir's hypotheses at LM weight ``lmwt`` and word insertion penalty
+    ``wip`` (written by decode)."""
+    return f"hyp.{setting_name(lmwt, wip)}.txt"
+
+
+def _parse_setting(name: str, path: Path) -> tuple[float, float]:
+    lmwt, _, wip = name.partition("_")
+    try:
+        return float(lmwt), float(wip or 0)
+    except ValueError:
+        raise InputError("expected hyp.<LMWT>.txt or hyp.<LMWT>_<WIP>.txt", path) from None
 
 
 @dataclasses.dataclass
@@ -39,6 +56,7 @@ class WerResult:
     insertions: int
     utterances: int
     sentence_errors: int
+    wip: float = 0.0
 
     @property
     def errors(self) -> int:
@@ -88,18 +106,22 @@ def read_hyps(path: str | Path) -> dict[str, str]:
 
 
 def score_decode_dir(
-    decode_dir: str | Path, data_dir: str | Path, *, lmwt: float | None = None
+    decode_dir: str | Path,
+    data_dir: str | Path,
+    *,
+    lmwt: float | None = None,
+    wip: float | None = None,
 ) -> WerResult:
-    """Score every ``hyp.<LMWT>.txt`` of ``decode_dir`` against ``data_dir/text``; with
-    ``lmwt`` (chosen on dev) report that weight's WER instead of the best one."""
+    """Score every ``hyp.<LMWT>[_<WIP>].txt`` of ``decode_dir`` against
+    ``data_dir/text``; report the best setting, or the one fixed by ``lmwt`` (and
+    ``wip``; chosen on dev): with ``lmwt`` alone, the best penalty at that weight."""
     decode_dir = Path(decode_dir)
     refs = read_table(Path(data_dir) / "text", allow_empty_value=True)
-    hyp_paths = sorted(decode_dir.glob("hyp.*.txt"), key=lambda p: float(p.name[4:-4]))
+    hyp_paths = {_parse_setting(p.name[4:-4], p): p for p in decode_dir.glob("hyp.*.txt")}
     if not hyp_paths:
         raise InputError("no hyp.<LMWT>.txt files: run decode first", decode_dir)
-    results: dict[float, WerResult] = {}
-    for path in hyp_paths:
-        w = float(path.name[4:-4])
+    results: dict[tuple[float, float], WerResult] = {}
+    for (w, p), path in sorted(hyp_paths.items()):
         hyps = read_hyps(path)
         extra = sorted(set(hyps) - set(refs))
         if extra:
@@ -109,42 +131,95 @@ def score_decode_dir(
             raise InputError(f"no hypothesis for {len(missing)} utterance(s), e.g. "
                              f"{missing[0]}", path)  # fmt: skip
         result, rows = compute_wer(refs, hyps, w)
-        results[w] = result
-        with atomic_open(decode_dir / f"wer.{w:g}") as f:
+        result.wip = p
+        results[w, p] = result
+        name = setting_name(w, p)
+        with atomic_open(decode_dir / f"wer.{name}") as f:
             f.write(result.kaldi_line() + "\n")
             f.write(f"%SER {100.0 * result.sentence_errors / result.utterances:.2f} "
                     f"[ {result.sentence_errors} / {result.utterances} ]\n")  # fmt: skip
-        with atomic_open(decode_dir / f"per_utt.{w:g}") as f:
+        with atomic_open(decode_dir / f"per_utt.{name}") as f:
             for utt, ref, hyp, us, ud, ui, nw in rows:
                 f.write(f"{utt} ref {ref}\n{utt} hyp {hyp}\n")
                 f.write(f"{utt} #csid {nw - us - ud} {us} {ui} {ud}\n")
-    if lmwt is not None:
-        if lmwt not in results:
-            raise InputError(f"no {hyp_file(lmwt)} (LM weights decoded: {sorted(results)})",
-                             decode_dir)  # fmt: skip
-        chosen = results[lmwt]
-    else:
-        chosen = min(results.values(), key=lambda r: (r.wer, r.lmwt))
+    candidates = [
+        r for (w, p), r in results.items()
+        if (lmwt is None or w == lmwt) and (wip is None or p == wip)
+    ]  # fmt: skip
+    if not candidates:
+        asked = f"LM weight {lmwt:g}" + ("" if wip is None else f", penalty {wip:g}")
+        raise InputError(f"no hypotheses at {asked} (settings decoded: "
+                         f"{[setting_name(*k) for k in sorted(results)]})", decode_dir)  # fmt: skip
+    chosen = min(candidates, key=lambda r: (r.wer, r.lmwt, r.wip))
+    name = setting_name(chosen.lmwt, chosen.wip)
     with atomic_open(decode_dir / "best_wer") as f:
-        f.write(f"{chosen.kaldi_line()} {decode_dir}/wer.{chosen.lmwt:g}\n")
+        f.write(f"{chosen.kaldi_line()} {decode_dir}/wer.{name}\n")
+    oracle = lattice_oracle(decode_dir, refs)
     with atomic_open(decode_dir / "scores.yaml") as f:
-        f.write(f"lmwt: {chosen.lmwt:g}\nwer: {chosen.wer:.4f}\nfixed_lmwt: {lmwt is not None}\n")
-        f.write("by_lmwt:\n")
-        f.writelines(f"  {w:g}: {r.wer:.4f}\n" for w, r in results.items())
-    log.info("%s: %s at LM weight %g%s", decode_dir, chosen.kaldi_line(), chosen.lmwt,
-             " (fixed)" if lmwt is not None else " (best)")  # fmt: skip
+        f.write(f"lmwt: {chosen.lmwt:g}\nwip: {chosen.wip:g}\nwer: {chosen.wer:.4f}\n"
+                f"fixed_lmwt: {lmwt is not None}\n")  # fmt: skip
+        if oracle is not None:
+            f.write(f"oracle_wer: {oracle.wer:.4f}\n")
+        f.write("by_setting:\n")
+        f.writelines(f"  '{setting_name(*k)}': {r.wer:.4f}\n" for k, r in sorted(results.items()))
+    log.info("%s: %s at LM weight %g, penalty %g%s%s", decode_dir, chosen.kaldi_line(),
+             chosen.lmwt, chosen.wip, " (fixed)" if lmwt is not None else " (best)",
+             f"; lattice oracle {oracle.kaldi_line()}" if oracle else "")  # fmt: skip
     return chosen
+
+
+def lattice_oracle(decode_dir: Path, refs: Mapping[str, str]) -> WerResult | None:
+    """The lattices' oracle WER (None where the decode dir has none), written to
+    ``oracle_wer``. A reference word outside the graph's words counts as an error."""
+    from asr_distill.decode.lattice import read_lattices
+
+    paths = sorted(decode_dir.glob("lat.*.gz"))
+    if not paths:
+        return None
+    ids = {}
+    for lineno, line in enumerate((decode_dir / "words.txt").read_text("utf-8").splitlines(), 1):
+        fields = line.split()
+        if len(fields) != 2:
+            raise InputError("expected 'word id'", decode_dir / "words.txt", lineno)
+        ids[fields[0]] = int(fields[1])
+    errors = words = sent = 0
+    seen = set()
+    for path in paths:
+        for utt, lat in read_lattices(path):
+            if utt not in refs:
+                raise InputError(f"lattice for {utt} not in the reference text", path)
+            ref = _words(refs[utt])
+            e = lat.oracle_errors(ids.get(w, -1) for w in ref)
+            errors, words, sent = errors + e, words + len(ref), sent + int(e > 0)
+            seen.add(utt)
+    missing = sorted(set(refs) - seen)
+    if missing:
+        raise InputError(f"no lattice for {len(missing)} utterance(s), e.g. {missing[0]}",
+                         decode_dir)  # fmt: skip
+    result = WerResult(0.0, words, errors, 0, 0, len(refs), sent)
+    with atomic_open(decode_dir / "oracle_wer") as f:
+        f.write(f"%WER {result.wer:.2f} [ {errors} / {words} ] (lattice oracle)\n")
+    return result
+
+
+def read_best_setting(decode_dir: str | Path) -> tuple[float, float]:
+    """The (LM weight, word insertion penalty) ``score`` chose for a (dev) decode dir."""
+    path = Path(decode_dir) / "scores.yaml"
+    if not path.is_file():
+        raise InputError("missing scores.yaml: score this decode dir first", path.parent)
+    found = {}
+    for line in path.read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("lmwt", "wip"):
+            found[key] = float(value)
+    if "lmwt" not in found:
+        raise InputError("no 'lmwt:' line", path)
+    return found["lmwt"], found.get("wip", 0.0)
 
 
 def read_best_lmwt(decode_dir: str | Path) -> float:
     """The LM weight ``score`` chose for a (dev) decode dir."""
-    path = Path(decode_dir) / "scores.yaml"
-    if not path.is_file():
-        raise InputError("missing scores.yaml: score this decode dir first", path.parent)
-    for line in path.read_text().splitlines():
-        if line.startswith("lmwt:"):
-            return float(line.split()[1])
-    raise InputError("no 'lmwt:' line", path)
+    return read_best_setting(decode_dir)[0]
 
 
 def frame_accuracy(

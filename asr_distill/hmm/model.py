@@ -105,6 +105,32 @@ class GmmHmm:
             gmm.set_means(np.ascontiguousarray(np.asarray(gmm.means, np.float32) @ A32.T))
             gmm.compute_gconsts()
 
+    def pdf_log_likelihoods(self, feats: np.ndarray, tables: tuple | None = None) -> np.ndarray:
+        """(T, D) features -> (T, num_pdfs) float32 GMM log-likelihoods of every pdf
+        (Kaldi's ``DiagGmm::LogLikelihoods`` + log-sum-exp, for all pdfs at once, as a
+        lattice search needs them; ``DecodableAmDiagGmmScaled`` computes them one by
+        one). ``tables``: :meth:`gauss_tables`, computed once for many calls."""
+        gconsts, means_invvars, inv_vars, offsets = tables or self.gauss_tables()
+        x = np.asarray(feats, np.float64)
+        ll = gconsts + x @ means_invvars.T - 0.5 * (x * x) @ inv_vars.T  # (T, G)
+        peak = np.maximum.reduceat(ll, offsets[:-1], axis=1)  # (T, P)
+        sizes = np.diff(offsets)
+        sums = np.add.reduceat(np.exp(ll - np.repeat(peak, sizes, axis=1)), offsets[:-1], axis=1)
+        return (peak + np.log(sums)).astype(np.float32)
+
+    def gauss_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Every Gaussian's gconst, mean x inverse variance, inverse variance, and the
+        pdfs' Gaussian offsets (P + 1,), for :meth:`pdf_log_likelihoods`."""
+        gconsts, means_invvars, inv_vars, offsets = [], [], [], [0]
+        for p in range(self.am.num_pdfs):
+            gmm = self.am.get_pdf(p)
+            gconsts.append(np.asarray(gmm.gconsts, np.float64))
+            means_invvars.append(np.asarray(gmm.means_invvars, np.float64))
+            inv_vars.append(np.asarray(gmm.inv_vars, np.float64))
+            offsets.append(offsets[-1] + gmm.num_gauss)
+        return (np.concatenate(gconsts), np.concatenate(means_invvars),
+                np.concatenate(inv_vars), np.asarray(offsets, np.int64))  # fmt: skip
+
     def save(self, model_dir: str | Path) -> None:
         """Write ``tree``, ``topo`` and ``final.gmm.safetensors`` atomically."""
         model_dir = Path(model_dir)

@@ -11,7 +11,7 @@ import pytest
 
 from asr_distill.cli import main
 from asr_distill.decode.decode import DecodeConfig, decode, pdf_loglikes_to_tid_columns
-from asr_distill.decode.score import compute_wer
+from asr_distill.decode.score import compute_wer, hyp_file, read_best_setting
 from asr_distill.hmm.align import read_alignments
 from asr_distill.hmm.model import GmmHmm
 
@@ -41,9 +41,11 @@ def test_tid_columns_match_decodable_indexing(mono):
         np.testing.assert_array_equal(cols[:, tid - 1], pdf_ll[:, pdf])
 
 
-def test_oracle_loglikes_decode_to_the_reference(gmm_system, mono, mono_graph, mono_ali):
+@pytest.mark.parametrize("lattice", [True, False])
+def test_oracle_loglikes_decode_to_the_reference(gmm_system, mono, mono_graph, mono_ali, lattice):
     """Perfect log-likelihoods from each utterance's forced alignment (0 for the aligned
-    pdf, -1000 elsewhere) decode to its transcript: WER 0 on every aligned utterance."""
+    pdf, -1000 elsewhere) decode to its transcript: WER 0 on every aligned utterance,
+    from a lattice and from kaldi-hmm-gmm's one-best search."""
     model = GmmHmm.load(mono)
     pdfs = read_alignments(mono_ali, "pdf.ark")
     perfect = {}
@@ -52,8 +54,9 @@ def test_oracle_loglikes_decode_to_the_reference(gmm_system, mono, mono_graph, m
         m[np.arange(len(p)), p] = 0.0
         perfect[utt] = m
     utts = sorted(perfect)
-    hyps = decode(mono_graph, model, utts, perfect.__getitem__, DecodeConfig(lmwts=[1.0]),
-                  kind="loglikes", nj=2)[1.0]  # fmt: skip
+    config = DecodeConfig(lmwts=[1.0], word_ins_penalties=[0.0], lattice=lattice)
+    hyps = decode(mono_graph, model, utts, perfect.__getitem__, config, kind="loglikes",
+                  nj=2)[1.0, 0.0]  # fmt: skip
     words = {line.split()[0] for line in (mono_graph / "words.txt").read_text().splitlines()}
     text = dict(
         line.split(" ", 1) for line in (gmm_system / "data" / "train" / "text")
@@ -102,9 +105,13 @@ def test_decode_at_the_lm_weight_chosen_on_dev(gmm_system, mono, mono_graph, tmp
     test = tmp_path / "decode_test"
     assert main(["decode", "--nj", "2", "--lmwt-from", str(dev), str(mono_graph), str(mono),
                  str(data), str(test)]) == 0  # fmt: skip
-    assert sorted(p.name for p in test.glob("hyp.*.txt")) == ["hyp.3.txt"]
-    assert (test / "hyp.3.txt").read_text() == (dev / "hyp.3.txt").read_text()
+    lmwt, wip = read_best_setting(dev)  # 3 and the best penalty at 3
+    assert lmwt == 3 and wip in (0, 0.5, 1)
+    name = hyp_file(lmwt, wip)
+    assert sorted(p.name for p in test.glob("hyp.*.txt")) == [name]
+    # dev's lattices were searched at weight 3 too (the lower of two): the same paths
+    assert (test / name).read_text() == (dev / name).read_text()
     assert main(["score", "--lmwt-from", str(dev), str(test), str(text)]) == 0
-    assert (test / "scores.yaml").read_text().startswith("lmwt: 3\n")
+    assert (test / "scores.yaml").read_text().startswith(f"lmwt: 3\nwip: {wip:g}\n")
     assert main(["decode", "--lmwt-from", str(tmp_path / "nowhere"), str(mono_graph),
                  str(mono), str(data), str(tmp_path / "x")]) == 1  # fmt: skip
