@@ -23,6 +23,7 @@ COMMANDS = {
     "validate-data-dir": "data_cmds", "split-data-dir": "data_cmds",
     "perturb-data-dir": "data_cmds", "combine-data-dirs": "data_cmds",
     "decode": "decode_cmds", "score": "decode_cmds", "frame-accuracy": "decode_cmds",
+    "lm-rescore": "decode_cmds",
     "train-ensemble": "distill_cmds", "ensemble-accuracy": "distill_cmds",
     "distill": "distill_cmds",
     "compute-feats": "feature_cmds",

@@ -80,6 +80,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_score)
 
     p = sub.add_parser(
+        "lm-rescore",
+        help="rescore a decode dir's lattices with another LM (Kaldi's lmrescore.sh)",
+        description="Subtract OLD_LM's cost of the words (the first pass's ARPA, whose G is "
+        "in the graph) from every lattice of DECODE_DIR and add NEW_LM's (lattices expanded "
+        "by LM history), then take the best paths at the decode's LM weights and penalties: "
+        "OUT_DIR/lat.<N>.gz, hyp.<LMWT>[_<WIP>].txt, words.txt. Score OUT_DIR as a decode "
+        "dir.",
+        epilog="example: asr-distill lm-rescore data/lm_small/lm.arpa data/lm/lm.arpa "
+        "exp/dnn/decode_dev exp/dnn/decode_dev_rescored --nj 2",
+    )
+    p.add_argument("old_lm", help="the first pass's ARPA")
+    p.add_argument("new_lm", help="the ARPA to rescore with")
+    p.add_argument("decode_dir", help="a decode dir with lattices")
+    p.add_argument("out_dir")
+    p.add_argument("--oov-word", default="<UNK>", help="the lang's OOV word (<UNK>)")
+    p.add_argument("--arpa-unk", default="<unk>", help="the ARPAs' unknown word (<unk>)")
+    p.add_argument(
+        "--beam", type=float, default=6.0,
+        help="pruning beam of the expansion and of the result, at the decode's acoustic "
+        "scale (6; inf: exact)",
+    )  # fmt: skip
+    p.add_argument("--nj", type=int, default=1, help="processes (1)")
+    p.add_argument("--force", action="store_true", help="redo a finished output")
+    p.set_defaults(func=_lm_rescore)
+
+    p = sub.add_parser(
         "frame-accuracy",
         help="frame accuracy of DNN(s) (argmax of averaged posteriors) on frame stores",
         description="Print the share of labelled frames of each STORE whose pdf target is "
@@ -166,6 +192,15 @@ def _frame_accuracy(args: argparse.Namespace) -> int:
                             "weighting": args.weighting, "subset_fraction": args.data_fraction,
                             "subset_seed": args.seed, "stores": results}, f,
                            sort_keys=False)  # fmt: skip
+    return 0
+
+
+def _lm_rescore(args: argparse.Namespace) -> int:
+    from asr_distill.decode.rescore import RescoreConfig, lm_rescore
+
+    config = RescoreConfig(old_lm=args.old_lm, new_lm=args.new_lm, oov_word=args.oov_word,
+                           arpa_unk=args.arpa_unk, beam=args.beam)  # fmt: skip
+    lm_rescore(args.decode_dir, args.out_dir, config, nj=args.nj, force=args.force)
     return 0
 
 

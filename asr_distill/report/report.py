@@ -199,6 +199,28 @@ def _gmm_table(r: _Reader, out: Path) -> str:
     return _write_table(out, "gmm", header, rows)
 
 
+def _rescore_table(r: _Reader, out: Path) -> str:
+    """rescore.{md,csv}: each system decoded into ``decode_{dev,test}`` and rescored
+    into ``decode_{dev,test}_rescored`` (lm-rescore): first-pass and rescored WER, and
+    the dev lattices' oracle WER; empty if nothing was rescored."""
+    rows = []
+    for d in sorted(r.exp.glob("*/decode_dev_rescored")):
+        rel = d.parent.name
+        first, again = (r.yaml(f"{rel}/decode_dev/scores.yaml"),
+                        r.yaml(f"{rel}/decode_dev_rescored/scores.yaml"))  # fmt: skip
+        rows.append([
+            rel, _fmt(r.wer(f"{rel}/decode_dev")), _fmt(r.wer(f"{rel}/decode_test")),
+            _fmt(r.wer(f"{rel}/decode_dev_rescored")), _fmt(r.wer(f"{rel}/decode_test_rescored")),
+            _fmt((first or {}).get("oracle_wer")), _fmt((again or {}).get("oracle_wer")),
+        ])  # fmt: skip
+    if not rows:
+        return ""
+    header = ["system", "first pass dev WER %", "first pass test WER %", "rescored dev WER %",
+              "rescored test WER %", "dev oracle WER % (first pass)",
+              "dev oracle WER % (rescored)"]  # fmt: skip
+    return _write_table(out, "rescore", header, rows)
+
+
 def _specialists_tables(r: _Reader, out: Path) -> str:
     """specialists.{md,csv} and specialists_cover.{md,csv} from ``specialists/accuracy.yaml``
     (``specialist-accuracy`` on dev and test): the paper's Tables 3 and 4, generalist
@@ -324,6 +346,7 @@ def make_report(
                           _fmt(_kept(mean, base, ens, "test")), "", ""])  # fmt: skip
     t1 = _write_table(out, "table1", header1, rows1)
     tg = _gmm_table(r, out)
+    t_rescore = _rescore_table(r, out)
     t_spec = _specialists_tables(r, out)
 
     header_t = ["T", "dev frame acc %", "test frame acc %", "dev WER %", "test WER %"]
@@ -422,6 +445,8 @@ def make_report(
     text = f"# {title}\n\n{context}\n\n## Table 1: baseline, ensemble, distilled\n\n{t1}\n"
     if tg:
         text += f"## GMM-HMM systems (the DNNs' alignments come from one of them)\n\n{tg}\n"
+    if t_rescore:
+        text += f"## First pass and LM rescoring (lm-rescore)\n\n{t_rescore}\n"
     text += f"## Temperature sweep\n\n{tt}\n![temperature](temperature.png)\n\n"
     text += (f"## Table 5: {pct} of the training data (the paper: 3 %)\n\n{t5}\n"
              "![dev curves](table5_dev_curve.png)\n\n")  # fmt: skip

@@ -82,22 +82,34 @@ if run_stage 10; then
 fi
 
 # decode_dnn NAME [--specialists DIR] MODEL...: decode dev and test with the DNN(s)
-# (posteriors averaged; or one generalist with its specialists): dev at every LM weight,
-# test once at the weight chosen on dev.
+# (posteriors averaged; or one generalist with its specialists) into lattices: dev's LM
+# weight and penalty chosen from its lattices, then test searched at dev's LM weight and
+# scored at dev's setting. With $rescore_lm (an ARPA), the lattices are rescored with it
+# too (decode_{dev,test}_rescored), dev choosing again.
 decode_dnn() {
   local name=$1; shift
-  local models=() extra=() s weights
+  local models=() extra=() s search
   if [ "$1" = --specialists ]; then extra=(--specialists "$2"); shift 2; fi
   for m in "$@"; do models+=(--dnn "$m"); done
+  local dir=$exp/$name
   for s in dev test; do
-    weights=(--lmwts "$dnn_lmwts")
-    [ "$s" = test ] && weights=(--lmwt-from "$exp/$name/decode_dev")
-    asr-distill decode --nj "$nj" "${weights[@]}" --beam "$dnn_beam" \
+    search=()
+    [ "$s" = test ] && search=(--search-lmwt "$(awk '/^lmwt:/ {print $2}' "$dir/decode_dev/scores.yaml")")
+    asr-distill decode --nj "$nj" --lmwts "$dnn_lmwts" "${search[@]}" --beam "$dnn_beam" \
       --max-active "$dnn_max_active" "${models[@]}" "${extra[@]}" "$am/graph" "$am" \
-      "$frames/$s" "$exp/$name/decode_$s"
-    if [ "$s" = dev ]; then asr-distill score "$exp/$name/decode_dev" "$data/dev"; fi
+      "$frames/$s" "$dir/decode_$s"
+    if [ "$s" = dev ]; then asr-distill score "$dir/decode_dev" "$data/dev"; fi
   done
-  asr-distill score --lmwt-from "$exp/$name/decode_dev" "$exp/$name/decode_test" "$data/test"
+  asr-distill score --lmwt-from "$dir/decode_dev" "$dir/decode_test" "$data/test"
+  if [ -n "${rescore_lm:-}" ]; then
+    for s in dev test; do
+      asr-distill lm-rescore --nj "$nj" "$first_pass_lm" "$rescore_lm" "$dir/decode_$s" \
+        "$dir/decode_${s}_rescored"
+    done
+    asr-distill score "$dir/decode_dev_rescored" "$data/dev"
+    asr-distill score --lmwt-from "$dir/decode_dev_rescored" "$dir/decode_test_rescored" \
+      "$data/test"
+  fi
 }
 
 if run_stage 11; then

@@ -21,7 +21,7 @@ recipe_dir=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 conf="$recipe_dir/conf/$preset.yaml"
 [ -f "$conf" ] || { echo "$0: no preset '$preset' ($conf)" >&2; exit 1; }
 vars=$(yaml_vars "$conf" corpus_hours corpus_seed transfer_hours lm_max_sentences \
-  frequent_words lm_prune lm_order mono_iters mono_gauss tri1_leaves tri1_gauss tri1_iters \
+  frequent_words lm_prune lm_order rescore_lm_order mono_iters mono_gauss tri1_leaves tri1_gauss tri1_iters \
   gmm_targets tri2b_leaves tri2b_gauss tri3b_leaves tri3b_gauss)
 eval "$vars"
 
@@ -80,7 +80,18 @@ if run_stage 4; then
   asr-distill train-lm --order "$lm_order" "${prune[@]}" --vocab "$data/lang/words.txt" \
     --unk-symbol "<UNK>" --dev-text "$data/dev" "$corpus/lm_text.txt" "$data/train" "$work_dir/lm"
   asr-distill make-g "$work_dir/lm/lm.arpa" "$data/lang" "$data/lang_test"
+  if [ -n "$rescore_lm_order" ]; then
+    log "Stage 4: ${rescore_lm_order}-gram LM, unpruned, for lattice rescoring"
+    asr-distill train-lm --order "$rescore_lm_order" --vocab "$data/lang/words.txt" \
+      --unk-symbol "<UNK>" --dev-text "$data/dev" "$corpus/lm_text.txt" "$data/train" \
+      "$work_dir/lm_rescore"
+  fi
 fi
+
+# The DNNs' lattices are rescored with this LM (decode_dnn in hybrid_stages.sh)
+first_pass_lm=$work_dir/lm/lm.arpa
+rescore_lm=
+[ -n "$rescore_lm_order" ] && rescore_lm=$work_dir/lm_rescore/lm.arpa
 
 exp=$work_dir/exp
 
