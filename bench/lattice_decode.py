@@ -7,7 +7,9 @@ synth recipe's dev set.
   sweep of today's recipes (one search per LM weight), for the WERs;
 - lattice: ``decode`` with lattices: one search per utterance (numba,
   :mod:`asr_distill.decode.lattice`), the best path at every LM weight x penalty, the
-  lattices written (``lat.N.gz``), as the ``decode`` step does.
+  lattices written (``lat.N.gz``), as the ``decode`` step does;
+- determinized: the same with ``determinize: true`` (CompactLattices written, the
+  sweep from them).
 
 Prints the seconds and ratios, the dev WER of both at every LM weight (penalty 0),
 the best setting of each, the lattice oracle WER, and how many lattice best paths equal
@@ -83,16 +85,21 @@ def main() -> None:
     run(DecodeConfig(lmwts=[decode_lmwt], lattice=True, **base))  # numba: load compiled code
     _, t_one = run(DecodeConfig(lmwts=[decode_lmwt], lattice=False, **base))
     wips = [float(x) for x in args.wips.split(",")]
-    with tempfile.TemporaryDirectory() as tmp:
-        lat_hyps, t_lat = run(
-            DecodeConfig(lmwts=lmwts, word_ins_penalties=wips, search_lmwt=decode_lmwt, **base),
-            Path(tmp),
-        )
-        refs = read_table(w / "data" / "dev" / "text", allow_empty_value=True)
-        (Path(tmp) / "words.txt").write_text((graph / "words.txt").read_text())
-        start = time.perf_counter()
-        oracle = lattice_oracle(Path(tmp), refs)
-        t_oracle = time.perf_counter() - start
+    refs = read_table(w / "data" / "dev" / "text", allow_empty_value=True)
+    found = {}
+    for det in (False, True):
+        with tempfile.TemporaryDirectory() as tmp:
+            hyps, t = run(
+                DecodeConfig(lmwts=lmwts, word_ins_penalties=wips, search_lmwt=decode_lmwt,
+                             determinize=det, **base), Path(tmp),
+            )  # fmt: skip
+            (Path(tmp) / "words.txt").write_text((graph / "words.txt").read_text())
+            start = time.perf_counter()
+            oracle = lattice_oracle(Path(tmp), refs)
+            size = sum(f.stat().st_size for f in Path(tmp).glob("lat.*.gz")) / 2**20
+            found[det] = (hyps, t, oracle, time.perf_counter() - start, size)
+    lat_hyps, t_lat, oracle, t_oracle, size = found[False]
+    det_hyps, t_det, det_oracle, _, det_size = found[True]
     one_hyps, t_sweep = run(DecodeConfig(lmwts=lmwts, lattice=False, **base))
 
     def wer(hyps) -> float:
@@ -108,6 +115,10 @@ def main() -> None:
         f"written: {t_lat:.2f} s = {t_lat / t_one:.2f}x one one-best search"
     )
     print(
+        f"the same, determinized: {t_det:.2f} s = {t_det / t_one:.2f}x; lattices "
+        f"{det_size:.2f} MB gzipped (undeterminized {size:.2f} MB)"
+    )
+    print(
         f"one-best sweep ({len(lmwts)} searches): {t_sweep:.2f} s = "
         f"{t_sweep / t_one:.2f}x; lattice oracle (read + score): {t_oracle:.2f} s"
     )
@@ -121,11 +132,17 @@ def main() -> None:
     for p in wips:
         print(f"lattice, penalty {p:<4g}:  " + " ".join(f"{wer(lat_hyps[x, p]):6.2f}"
                                                        for x in lmwts))  # fmt: skip
+    for p in wips:
+        print(f"determinized, pen. {p:<4g}: " + " ".join(f"{wer(det_hyps[x, p]):6.2f}"
+                                                       for x in lmwts))  # fmt: skip
     best_one = min((wer(h), k) for k, h in one_hyps.items())
     best_lat = min((wer(h), k) for k, h in lat_hyps.items())
+    best_det = min((wer(h), k) for k, h in det_hyps.items())
     print(
         f"best: one-best sweep {best_one[0]:.2f} ({setting_name(*best_one[1])}), lattices "
-        f"{best_lat[0]:.2f} ({setting_name(*best_lat[1])}); lattice oracle {oracle.wer:.2f}"
+        f"{best_lat[0]:.2f} ({setting_name(*best_lat[1])}), determinized "
+        f"{best_det[0]:.2f} ({setting_name(*best_det[1])}); lattice oracle {oracle.wer:.2f}, "
+        f"determinized {det_oracle.wer:.2f}"
     )
 
 

@@ -25,7 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         "LM weight and word insertion penalty from the lattices (Kaldi's score.sh sweep); "
         "--no-lattice searches once per LM weight (one-best). The sweep on dev, then test "
         "at dev's choice (--lmwt-from). Writes DECODE_DIR/hyp.<LMWT>[_<WIP>].txt, "
-        "lat.<N>.gz (Kaldi text Lattices), words.txt, summary.yaml and log/decode.log "
+        "lat.<N>.gz (Kaldi text CompactLattices, determinized; raw Lattices with "
+        "--no-determinize), words.txt, summary.yaml and log/decode.log "
         "(real-time factor).",
         epilog="example: asr-distill decode exp/tri1/graph exp/tri1 data/dev_mfcc "
         "exp/tri1/decode_dev --nj 2",

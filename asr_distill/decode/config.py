@@ -18,7 +18,10 @@ class DecodeConfig:
     lattice: search once per utterance into a lattice (at acoustic scale
     1/search_lmwt; default the middle LM weight) and take each LM weight and penalty's
     best path from it [True]; false: one one-best search per LM weight (kaldi-hmm-gmm's
-    LatticeFasterDecoder), penalty 0 only. With a SAT model (Kaldi's decode_fmllr.sh):
+    LatticeFasterDecoder), penalty 0 only. determinize: determinize the lattices (Kaldi's
+    CompactLattice, pruned at lattice_beam, as its decoders do by default) and take the
+    sweep's best paths from them; false writes the raw state-level lattices [True].
+    With a SAT model (Kaldi's decode_fmllr.sh):
     first_pass_lmwt: LM weight of the speaker-independent first pass whose best paths
     give the fMLLR statistics [12, Kaldi's acwt 0.0833]; fmllr_silence_weight: weight
     of their silence frames [0.01]."""
@@ -31,6 +34,7 @@ class DecodeConfig:
     word_ins_penalties: list[float] = dataclasses.field(default_factory=lambda: [0.0, 0.5, 1.0])
     allow_partial: bool = True
     lattice: bool = True
+    determinize: bool = True
     search_lmwt: float | None = None
     first_pass_lmwt: float = 12.0
     fmllr_silence_weight: float = 0.01

@@ -12,7 +12,8 @@ transition-ids). ``nj > 1`` decodes in forked worker processes.
 
 A decode dir holds ``hyp.<LMWT>.txt`` (Kaldi ``text`` format) for each LM weight at
 penalty 0 and ``hyp.<LMWT>_<WIP>.txt`` at penalty WIP, the lattices ``lat.<N>.gz`` (a
-text archive of Kaldi Lattices per worker chunk) with ``words.txt``, ``config.yaml``,
+text archive of Kaldi CompactLattices per worker chunk, determinized; state-level
+Lattices with ``determinize: false``) with ``words.txt``, ``config.yaml``,
 ``summary.yaml``, ``log/decode.log`` (real-time factor) and ``.done``.
 """
 
@@ -31,6 +32,7 @@ import kaldi_hmm_gmm as khg
 import numpy as np
 
 from asr_distill.decode.config import DecodeConfig
+from asr_distill.decode.determinize import determinize_lattice
 from asr_distill.decode.lattice import LatticeOptions, decode_lattice, read_graph, write_lattices
 from asr_distill.decode.score import hyp_file
 from asr_distill.errors import InputError
@@ -136,7 +138,12 @@ def _lattice_chunk(n: int, utts: Sequence[str]) -> list[Result]:
             source = model.pdf_log_likelihoods(source, st["gauss_tables"])
         lat, _ = decode_lattice(st["lattice_graph"], pdf_loglikes_to_tid_columns(model, source),
                                 acscale, opts)  # fmt: skip
-        lattices.append((utt, lat))
+        if cfg.determinize:
+            clat, _ = determinize_lattice(lat, acscale, cfg.lattice_beam)
+            lattices.append((utt, clat))
+            lat = clat.to_lattice()
+        else:
+            lattices.append((utt, lat))
         for lmwt, wip in cfg.settings():
             out.append((utt, lmwt, wip, lat.best_path(lmwt, wip), len(source), None))
     if st["lattice_dir"] is not None:

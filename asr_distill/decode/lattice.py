@@ -586,6 +586,48 @@ def _oracle(src, dst, olabel, final, ref):  # pragma: no cover - compiled
     return best
 
 
+@numba.njit(cache=True)
+def _kahn(src, dst, n):  # pragma: no cover - compiled
+    first = np.zeros(n + 1, np.int64)
+    indeg = np.zeros(n, np.int64)
+    for k in range(len(src)):
+        first[src[k] + 1] += 1
+        indeg[dst[k]] += 1
+    for i in range(n):
+        first[i + 1] += first[i]
+    out = np.empty(len(src), np.int64)
+    fill = first[:-1].copy()
+    for k in range(len(src)):
+        out[fill[src[k]]] = dst[k]
+        fill[src[k]] += 1
+    order = np.empty(n, np.int64)
+    qt = 0
+    for i in range(n):
+        if indeg[i] == 0:
+            order[qt] = i
+            qt += 1
+    qh = 0
+    while qh < qt:
+        i = order[qh]
+        qh += 1
+        for q in range(first[i], first[i + 1]):
+            j = out[q]
+            indeg[j] -= 1
+            if indeg[j] == 0:
+                order[qt] = j
+                qt += 1
+    return order[:qt]
+
+
+def topological_order(src: np.ndarray, dst: np.ndarray, num_states: int) -> np.ndarray:
+    """The states of an acyclic graph (arcs ``src -> dst``) in a topological order,
+    state 0 first when nothing enters it (Kahn's algorithm); ValueError on a cycle."""
+    order = _kahn(np.asarray(src, np.int64), np.asarray(dst, np.int64), int(num_states))
+    if len(order) < num_states:
+        raise ValueError("the graph has a cycle")
+    return order
+
+
 @dataclasses.dataclass(frozen=True)
 class LatticeOptions:
     """Kaldi's decoder options: beam, max_active, min_active, lattice_beam,
@@ -624,31 +666,95 @@ def decode_lattice(
     return lat, reached
 
 
-# -- Kaldi's text form of a (state-level) Lattice: "src dst ilabel olabel graph,acoustic"
-# per arc and "state graph,acoustic" per final state, an empty line after each.
+# -- Kaldi's text forms. A Lattice: "src dst ilabel olabel graph,acoustic" per arc and
+# "state graph,acoustic" per final state; a CompactLattice: "src dst word
+# graph,acoustic,tid_tid" per arc and "state graph,acoustic,tid_tid" per final state.
+# An empty line after each.
 
 
-def write_lattices(path: str | Path, lattices: Iterable[tuple[str, Lattice]]) -> None:
-    """A gzipped text archive of Kaldi Lattices (``lattice-copy "ark:gunzip -c
-    lat.1.gz|" ...`` reads it)."""
+def _lattice_lines(lat: Lattice) -> list[str]:
+    lines = [
+        f"{s} {d} {i} {o} {g:.6g},{a:.6g}"
+        for s, d, i, o, g, a in zip(
+            lat.src.tolist(), lat.dst.tolist(), lat.ilabel.tolist(),
+            lat.olabel.tolist(), lat.graph.tolist(), lat.acoustic.tolist(), strict=True,
+        )
+    ]  # fmt: skip
+    finals = np.flatnonzero(lat.final < np.inf)
+    return lines + [f"{s} {lat.final[s]:.6g},0" for s in finals.tolist()]
+
+
+def _compact_lines(lat) -> list[str]:  # a determinize.CompactLattice
+    tids = lat.tids.tolist()
+    idx = lat.tid_index.tolist()
+    lines = [
+        f"{s} {d} {w} {g:.6g},{a:.6g},{'_'.join(map(str, tids[idx[k]:idx[k + 1]]))}"
+        for k, (s, d, w, g, a) in enumerate(zip(
+            lat.src.tolist(), lat.dst.tolist(), lat.word.tolist(), lat.graph.tolist(),
+            lat.acoustic.tolist(), strict=True,
+        ))
+    ]  # fmt: skip
+    ftids = lat.final_tids.tolist()
+    fidx = lat.final_index.tolist()
+    for s in np.flatnonzero(lat.final_graph < np.inf).tolist():
+        tail = "_".join(map(str, ftids[fidx[s] : fidx[s + 1]]))
+        lines.append(f"{s} {lat.final_graph[s]:.6g},{lat.final_acoustic[s]:.6g},{tail}")
+    return lines
+
+
+def write_lattices(path: str | Path, lattices: Iterable[tuple[str, object]]) -> None:
+    """A gzipped text archive of Kaldi Lattices, or CompactLattices for determinized
+    ones (``lattice-copy "ark:gunzip -c lat.1.gz|" ...`` reads either)."""
     with gzip.open(path, "wt", encoding="utf-8", compresslevel=1) as f:
         for utt, lat in lattices:
-            f.write(f"{utt}\n")
-            lines = [
-                f"{s} {d} {i} {o} {g:.6g},{a:.6g}"
-                for s, d, i, o, g, a in zip(
-                    lat.src.tolist(), lat.dst.tolist(), lat.ilabel.tolist(),
-                    lat.olabel.tolist(), lat.graph.tolist(), lat.acoustic.tolist(),
-                    strict=True,
-                )
-            ]  # fmt: skip
-            finals = np.flatnonzero(lat.final < np.inf)
-            lines += [f"{s} {lat.final[s]:.6g},0" for s in finals.tolist()]
-            f.write("\n".join(lines) + "\n\n")
+            lines = _lattice_lines(lat) if isinstance(lat, Lattice) else _compact_lines(lat)
+            f.write(f"{utt}\n" + "\n".join(lines) + "\n\n")
 
 
-def read_lattices(path: str | Path) -> Iterator[tuple[str, Lattice]]:
-    """Read what ``write_lattices`` wrote: states in topological order, 0 the start."""
+def _read_compact(utt: str, body: list[str], path: Path, line: int):
+    from asr_distill.decode.determinize import CompactLattice
+
+    arcs, finals = [], {}
+    for j, text in enumerate(body):
+        fields = text.split()
+        try:
+            g, a, tids = fields[-1].split(",")
+            t = [int(x) for x in tids.split("_")] if tids else []
+            if len(fields) == 4:
+                arcs.append((int(fields[0]), int(fields[1]), int(fields[2]), float(g),
+                             float(a), t))  # fmt: skip
+            elif len(fields) == 2:
+                finals[int(fields[0])] = (float(g), float(a), t)
+            else:
+                raise ValueError
+        except ValueError:
+            raise InputError(
+                f"lattice {utt}: expected 'src dst word graph,acoustic,tids' or 'state "
+                "graph,acoustic,tids'", path, line + 1 + j,
+            ) from None  # fmt: skip
+    n = 1 + max([max(s, d) for s, d, *_ in arcs] + list(finals), default=-1)
+    if any(d <= s for s, d, *_ in arcs) or any(
+        arcs[k][0] > arcs[k + 1][0] for k in range(len(arcs) - 1)
+    ):
+        raise InputError(f"lattice {utt}: states not in topological order", path, line + 1)
+    lengths = [len(x[5]) for x in arcs]
+    fin = [finals.get(s, (np.inf, 0.0, [])) for s in range(n)]
+    return CompactLattice(
+        np.array([x[0] for x in arcs], np.int32), np.array([x[1] for x in arcs], np.int32),
+        np.array([x[2] for x in arcs], np.int32), np.array([x[3] for x in arcs], np.float32),
+        np.array([x[4] for x in arcs], np.float32),
+        np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)]).astype(np.int64),
+        np.array([t for x in arcs for t in x[5]], np.int32),
+        np.array([f[0] for f in fin], np.float32), np.array([f[1] for f in fin], np.float32),
+        np.concatenate([[0], np.cumsum([len(f[2]) for f in fin], dtype=np.int64)]).astype(np.int64),
+        np.array([t for f in fin for t in f[2]], np.int32),
+    )  # fmt: skip
+
+
+def read_lattices(path: str | Path, compact: bool = False) -> Iterator[tuple[str, object]]:
+    """Read what ``write_lattices`` wrote: states in topological order, 0 the start.
+    CompactLattices come as state-level Lattices (``CompactLattice.to_lattice``), or as
+    they are with ``compact``."""
     path = Path(path)
     with gzip.open(path, "rt", encoding="utf-8") as f:
         lines = f.read().split("\n")
@@ -663,6 +769,11 @@ def read_lattices(path: str | Path) -> Iterator[tuple[str, Lattice]]:
         while end < len(lines) and lines[end].strip():
             end += 1
         body = lines[head + 1 : end]
+        i = end
+        if body and body[0].split()[-1].count(",") == 2:
+            clat = _read_compact(utt, body, path, head + 1)
+            yield utt, clat if compact else clat.to_lattice()
+            continue
         arcs = [line for line in body if line.count(" ") >= 4]
         finals = [line for line in body if line.count(" ") < 4]
         try:
@@ -682,4 +793,3 @@ def read_lattices(path: str | Path) -> Iterator[tuple[str, Lattice]]:
         yield utt, Lattice(src, a[:, 1].astype(np.int32), a[:, 2].astype(np.int32),
                            a[:, 3].astype(np.int32), a[:, 4].astype(np.float32),
                            a[:, 5].astype(np.float32), final)  # fmt: skip
-        i = end

@@ -186,3 +186,30 @@ def test_decode_writes_lattices_and_score_reports_oracle(gmm_system, mono, mono_
     oracle = float(scores.split("oracle_wer: ")[1].split()[0])
     assert oracle < best
     assert (out / "oracle_wer").read_text().startswith("%WER ")
+
+
+def test_decode_determinized_lattices(gmm_system, mono, mono_graph, tmp_path):
+    """decode writes CompactLattices, smaller than ``--no-determinize``'s raw lattices,
+    with each word sequence once; the best paths at the search's LM weight are the raw
+    lattices'."""
+    from asr_distill.decode.determinize import CompactLattice
+
+    data, text = gmm_system / "data" / "dev_mfcc", gmm_system / "data" / "dev"
+    dirs = {}
+    for det in (False, True):
+        out = tmp_path / f"decode_{det}"
+        assert main(["decode", "--lmwts", "8,12", *([] if det else ["--no-determinize"]),
+                     str(mono_graph), str(mono), str(data), str(out)]) == 0  # fmt: skip
+        assert main(["score", str(out), str(text)]) == 0
+        dirs[det] = out
+    compact = dict(read_lattices(dirs[True] / "lat.1.gz", compact=True))
+    raw = dict(read_lattices(dirs[False] / "lat.1.gz"))
+    assert compact.keys() == raw.keys()
+    for utt, c in compact.items():
+        assert isinstance(c, CompactLattice) and c.num_arcs < raw[utt].num_arcs
+        pairs = list(zip(c.src.tolist(), c.word.tolist(), strict=True))
+        assert len(set(pairs)) == len(pairs)
+    for name in ("hyp.8.txt", "hyp.8_0.5.txt"):  # searched at LM weight 8
+        assert (dirs[True] / name).read_text() == (dirs[False] / name).read_text()
+    oracle = {d: float((dirs[d] / "oracle_wer").read_text().split()[1]) for d in dirs}
+    assert oracle[False] <= oracle[True]
