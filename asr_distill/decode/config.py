@@ -10,10 +10,11 @@ from asr_distill.errors import InputError
 
 @dataclasses.dataclass
 class DecodeConfig:
-    """Decoder options (Kaldi's decode.sh defaults): beam [13], lattice_beam [8],
-    max_active [7000], min_active [200]; lmwts: LM weights to score at, each with
-    acoustic scale 1/LMWT [7, 9, 11, 13, 15, 17]; word_ins_penalties: word insertion
-    penalties to score at with each LM weight (Kaldi's score.sh) [0, 0.5, 1];
+    """Decoder options: beam [13], lattice_beam [8], max_active [7000], min_active
+    [200] (Kaldi's nnet3 decode.sh has lattice beam 8, its GMM decode.sh 6); lmwts: LM
+    weights to score at, each with acoustic scale 1/LMWT [7, 9, 11, 13, 15, 17];
+    word_ins_penalties: word insertion penalties to score at with each LM weight
+    (Kaldi's score.sh) [0, 0.5, 1];
     allow_partial: output the best partial path when no final state is reached [True].
     lattice: search once per utterance into a lattice (at acoustic scale
     1/search_lmwt; default the middle LM weight) and take each LM weight and penalty's

@@ -139,7 +139,10 @@ def _lattice_chunk(n: int, utts: Sequence[str]) -> list[Result]:
         lat, _ = decode_lattice(st["lattice_graph"], pdf_loglikes_to_tid_columns(model, source),
                                 acscale, opts)  # fmt: skip
         if cfg.determinize:
-            clat, _ = determinize_lattice(lat, acscale, cfg.lattice_beam)
+            clat, det_beam = determinize_lattice(lat, acscale, cfg.lattice_beam)
+            if det_beam < cfg.lattice_beam:  # as Kaldi warns: max-mem reached
+                log.warning("%s: lattice determinized at beam %.2f, not %g (its size)", utt,
+                            det_beam, cfg.lattice_beam)  # fmt: skip
             lattices.append((utt, clat))
             lat = clat.to_lattice()
         else:

@@ -22,8 +22,9 @@ found once per lattice (epsilon removal: from each word arc's target, the best p
 each state it reaches), not once per subset. Pruning is Kaldi's: an element whose
 forward cost plus the input's backward cost from its state is over ``beam`` from the
 best path is dropped, and states are expanded best first. The input is acyclic (states
-in topological order), so the construction ends; if it grows past ``max_arcs`` arcs,
-it starts again at three quarters of the beam, as Kaldi's ``max-mem`` does.
+in topological order), so the construction ends; if it grows past ``max_arcs`` arcs or
+its strings past ``max_mem`` bytes, it starts again at three quarters of the beam, as
+Kaldi's ``max-mem`` does.
 
 ``decode`` determinizes each lattice after its search (``determinize: true``, the
 default). Cost and sizes: bench/RESULTS.md.
@@ -183,13 +184,14 @@ def _reserve(a, need):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
-def _eps_paths(src, first, dst, il, ol, g, ac, keep, alpha, beta, limit, acscale, seeds):
+def _eps_paths(src, first, dst, il, ol, g, ac, keep, alpha, beta, limit, acscale, seeds,
+               max_pool):  # fmt: skip
     """Epsilon removal, once per lattice: from each seed state ``u`` (the start, and
     the target of every word arc), the lowest-cost word-epsilon path to each state
     ``v`` it reaches that has a word arc out or is final, within the beam (``alpha[u]``
     + path + ``beta[v]``). Seed ``q``'s records are ``index[q]:index[q + 1]``: state
     ``rv[r]``, costs ``rg[r]``, ``ra[r]``, transition-ids ``pool[soff[r]:soff[r +
-    1]]``."""  # pragma: no cover - compiled
+    1]]``; ``ok`` false when the strings outgrew ``max_pool`` (it stops there)."""
     n = len(keep)
     cg = np.zeros(n)
     ca = np.zeros(n)
@@ -277,8 +279,10 @@ def _eps_paths(src, first, dst, il, ol, g, ac, keep, alpha, beta, limit, acscale
             ra[nr] = ca[s]
             soff[nr + 1] = soff[nr] + m
             nr += 1
+            if soff[nr] > max_pool:
+                return index, rv[:nr], rg[:nr], ra[:nr], soff[: nr + 1], pool[: soff[nr]], False
         index[q + 1] = nr
-    return index, rv[:nr], rg[:nr], ra[:nr], soff[: nr + 1], pool[: soff[nr]]
+    return index, rv[:nr], rg[:nr], ra[:nr], soff[: nr + 1], pool[: soff[nr]], True
 
 
 @numba.njit(cache=True)
@@ -312,7 +316,8 @@ def _same(es, eg, ea, buf, boff, e_s, e_g, e_a, e_off, e_pool, start, length):  
 
 
 @numba.njit(cache=True)
-def _determinize(src, dst, il, ol, g, ac, final, acscale, beam, max_arcs):  # pragma: no cover
+def _determinize(src, dst, il, ol, g, ac, final, acscale, beam, max_arcs,
+                 max_pool):  # fmt: skip  # pragma: no cover
     n = len(final)
     first = np.zeros(n + 1, np.int64)
     for k in range(len(src)):
@@ -341,8 +346,9 @@ def _determinize(src, dst, il, ol, g, ac, final, acscale, beam, max_arcs):  # pr
     seeds = np.flatnonzero(is_seed)
     seed_id = np.full(n, -1, np.int64)
     seed_id[seeds] = np.arange(len(seeds))
-    r_index, rv, rg, ra, rsoff, rpool = _eps_paths(src, first, dst, il, ol, g, ac, keep,
-                                                   alpha, beta, limit, acscale, seeds)  # fmt: skip
+    r_index, rv, rg, ra, rsoff, rpool, ok = _eps_paths(
+        src, first, dst, il, ol, g, ac, keep, alpha, beta, limit, acscale, seeds, max_pool
+    )
     # scratch, per input state
     sc_g = np.zeros(n)
     sc_a = np.zeros(n)
@@ -365,10 +371,11 @@ def _determinize(src, dst, il, ol, g, ac, final, acscale, beam, max_arcs):  # pr
     a_pool = np.empty(4096, np.int32)
     heap = List.empty_list(_PRIO)
     buf = np.empty(4096, np.int32)
-    ok = True
     # the start state: the start's records, not normalized
     q0 = seed_id[0]
     cnt = 0
+    if not ok:  # the paths' strings outgrew max_pool: no start state, the caller retries
+        r_index[q0 + 1] = r_index[q0]
     for r in range(r_index[q0], r_index[q0 + 1]):
         if rg[r] + acscale * ra[r] + beta[rv[r]] <= limit:
             cnt += 1
@@ -569,7 +576,7 @@ def _determinize(src, dst, il, ol, g, ac, final, acscale, beam, max_arcs):  # pr
                     p += 1
                     y += 1
             a_off[na_ + 1] = p
-            if len(a_src) > max_arcs:
+            if len(a_src) > max_arcs or len(rpool) + e_off[ne] + a_off[na_ + 1] > max_pool:
                 ok = False
                 heap.clear()
                 break
@@ -632,10 +639,13 @@ def _coaccessible(order, src, dst, final_ok):  # pragma: no cover - compiled
 
 
 def determinize_lattice(lat: Lattice, acscale: float, beam: float = 8.0,
-                        max_arcs: int = 200_000) -> tuple[CompactLattice, float]:  # fmt: skip
+                        max_arcs: int = 200_000,
+                        max_mem: int = 50_000_000) -> tuple[CompactLattice, float]:  # fmt: skip
     """The determinized lattice (see the module's doc) of ``lat`` at acoustic scale
     ``acscale`` (1 / the search's LM weight), pruned to ``beam``; and the beam that
-    was used (smaller than ``beam`` when the result outgrew ``max_arcs`` arcs)."""
+    was used: smaller than ``beam`` when the result outgrew ``max_arcs`` arcs or its
+    strings of transition-ids ``max_mem`` bytes (Kaldi's ``--max-mem``, 50 MB), which a
+    lattice of long stretches without words (a weak model's) can make them."""
     if lat.num_states == 0:
         return CompactLattice.empty(), beam
     i64, f64 = np.int64, np.float64
@@ -643,7 +653,9 @@ def determinize_lattice(lat: Lattice, acscale: float, beam: float = 8.0,
             lat.olabel.astype(i64), lat.graph.astype(f64), lat.acoustic.astype(f64),
             lat.final.astype(f64), float(acscale))  # fmt: skip
     while True:
-        out = _determinize(*args, float(beam), int(max_arcs))
+        # below a beam of 0.1 the limits go: what is left is about the best path alone
+        limits = (max_arcs, max_mem // 4) if beam >= 0.1 else (2**62, 2**62)
+        out = _determinize(*args, float(beam), *limits)
         if out[-1]:
             break
         beam *= 0.75

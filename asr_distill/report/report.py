@@ -201,21 +201,25 @@ def _gmm_table(r: _Reader, out: Path) -> str:
 
 def _rescore_table(r: _Reader, out: Path) -> str:
     """rescore.{md,csv}: each system decoded into ``decode_{dev,test}`` and rescored
-    into ``decode_{dev,test}_rescored`` (lm-rescore): first-pass and rescored WER, and
-    the dev lattices' oracle WER; empty if nothing was rescored."""
+    into ``decode_{dev,test}_rescored`` (lm-rescore): the two LMs (their files, as
+    Kaldi's RESULTS name tgsmall and tgmed), first-pass and rescored WER, and the dev
+    lattices' oracle WER; empty if nothing was rescored."""
     rows = []
     for d in sorted(r.exp.glob("*/decode_dev_rescored")):
         rel = d.parent.name
         first, again = (r.yaml(f"{rel}/decode_dev/scores.yaml"),
                         r.yaml(f"{rel}/decode_dev_rescored/scores.yaml"))  # fmt: skip
+        lms = r.yaml(f"{rel}/decode_dev_rescored/config.yaml") or {}
+        names = " -> ".join(Path(str(lms.get(k, "?"))).name for k in ("old_lm", "new_lm"))
         rows.append([
-            rel, _fmt(r.wer(f"{rel}/decode_dev")), _fmt(r.wer(f"{rel}/decode_test")),
+            rel, names, _fmt(r.wer(f"{rel}/decode_dev")), _fmt(r.wer(f"{rel}/decode_test")),
             _fmt(r.wer(f"{rel}/decode_dev_rescored")), _fmt(r.wer(f"{rel}/decode_test_rescored")),
             _fmt((first or {}).get("oracle_wer")), _fmt((again or {}).get("oracle_wer")),
         ])  # fmt: skip
     if not rows:
         return ""
-    header = ["system", "first pass dev WER %", "first pass test WER %", "rescored dev WER %",
+    header = ["system", "LMs: first pass -> rescoring", "first pass dev WER %",
+              "first pass test WER %", "rescored dev WER %",
               "rescored test WER %", "dev oracle WER % (first pass)",
               "dev oracle WER % (rescored)"]  # fmt: skip
     return _write_table(out, "rescore", header, rows)

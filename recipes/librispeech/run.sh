@@ -4,6 +4,9 @@
 # then the stages shared with recipes/synth (recipes/shared/gmm_stages.sh, 5-6, and
 # hybrid_stages.sh, 7-20):
 # alignments, graphs, GMM decoding, DNN baseline, ensemble, distillation, Table 5, report.
+# As Kaldi's s5: the graph's LM is tgsmall (lm_file), and the DNNs' lattices are
+# rescored with rescore_lm_file (tgmed by default; "" for none): decode_{dev,test} and
+# decode_{dev,test}_rescored, like Kaldi's decode_tgsmall_* and decode_tgmed_*.
 #   recipes/librispeech/run.sh [--stage N] [--stop-stage M] [--nj J] [--mini true]
 #                              [--corpus-dir DIR] [--work-dir DIR] [--url-base URL]
 #                              [--conf FILE] [--dnn-conf FILE]
@@ -43,7 +46,7 @@ else
   : "${train_set:=train-clean-100}" "${dev_set:=dev-clean}" "${test_set:=test-clean}"
 fi
 for f in "$conf" "$dnn_conf"; do [ -f "$f" ] || { echo "$0: no config $f" >&2; exit 1; }; done
-vars=$(yaml_vars "$conf" lm_file mono_shortest mono_iters mono_gauss tri1_leaves \
+vars=$(yaml_vars "$conf" lm_file rescore_lm_file mono_shortest mono_iters mono_gauss tri1_leaves \
   tri1_gauss tri1_iters gmm_targets tri2b_leaves tri2b_gauss tri3b_leaves tri3b_gauss)
 eval "$vars"
 
@@ -66,12 +69,14 @@ if run_stage 0; then
 fi
 
 if run_stage 1; then
-  log "Stage 1: LibriSpeech lexicon and $lm_file (OpenSLR 11, checksummed)"
+  log "Stage 1: LibriSpeech lexicon, $lm_file and ${rescore_lm_file:-no rescoring LM} (OpenSLR 11, checksummed)"
+  lm_files=(librispeech-lexicon.txt "$lm_file")
+  [ -n "$rescore_lm_file" ] && lm_files+=("$rescore_lm_file")
   if [ "$download" = true ]; then
     asr-distill download-librispeech-lm --dir "$lm_dir" --url-base "$url_base" \
-      --files librispeech-lexicon.txt "$lm_file"
+      --files "${lm_files[@]}"
   fi
-  for f in librispeech-lexicon.txt "$lm_file"; do
+  for f in "${lm_files[@]}"; do
     [ -f "$lm_dir/$f" ] || { echo "$0: no $lm_dir/$f (run with --download true)" >&2; exit 1; }
   done
 fi
@@ -98,6 +103,11 @@ if run_stage 4; then
 fi
 
 . "$recipe_dir/../shared/gmm_stages.sh"
+
+# the DNNs' lattices (stage 12 on) are rescored from the graph's LM to rescore_lm_file
+first_pass_lm=$lm_dir/$lm_file
+rescore_lm=
+[ -n "$rescore_lm_file" ] && rescore_lm=$lm_dir/$rescore_lm_file
 
 report_title="asr-distill: LibriSpeech $train_set -> $dev_set / $test_set"
 . "$recipe_dir/../shared/hybrid_stages.sh"

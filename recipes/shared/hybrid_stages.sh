@@ -54,11 +54,12 @@ fi
 if run_stage 9; then
   log "Stage 9: decode dev and test with $gmms; LM weight chosen on dev"
   for m in $gmms; do
-    # dev at every LM weight; test once, at the weight chosen on dev
+    # dev at every LM weight; test once, at the weight chosen on dev. Lattice beam 6 as
+    # Kaldi's steps/decode.sh (its nnet3 decode.sh, and our DNN decodes, use 8)
     for s in dev test; do
       weights=(--lmwts "$lmwts")
       [ "$s" = test ] && weights=(--lmwt-from "$exp/$m/decode_dev")
-      asr-distill decode --nj "$nj" "${weights[@]}" --beam "$gmm_beam" \
+      asr-distill decode --nj "$nj" "${weights[@]}" --beam "$gmm_beam" --lattice-beam 6 \
         --max-active "$gmm_max_active" "$exp/$m/graph" "$exp/$m" \
         "$data/${s}_mfcc" "$exp/$m/decode_$s"
       if [ "$s" = dev ]; then asr-distill score "$exp/$m/decode_dev" "$data/dev"; fi

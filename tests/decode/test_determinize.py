@@ -154,3 +154,14 @@ def test_compact_text_round_trip_and_errors(tmp_path):
         f.write("u1\n0 1 5 1.0,2.0,3_4\n1 0.5,x,\n\n")
     with pytest.raises(InputError, match=r"lat\.1\.gz:3: lattice u1"):
         list(read_lattices(path))
+
+
+def test_memory_limit_shrinks_the_beam():
+    """Strings past max_mem: the construction starts again at a smaller beam (Kaldi's
+    --max-mem) and still ends, at worst with the best path alone."""
+    lat = _random_lattice(np.random.default_rng(3), n=10, arcs=26)
+    full, beam = determinize_lattice(lat, SCALE, beam=8.0)
+    assert beam == 8.0
+    small, beam = determinize_lattice(lat, SCALE, beam=8.0, max_mem=16)
+    assert beam < 8.0 and small.num_arcs <= full.num_arcs
+    assert small.to_lattice().best_path(1 / SCALE) == lat.best_path(1 / SCALE)

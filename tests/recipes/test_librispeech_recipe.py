@@ -1,8 +1,9 @@
 """recipes/librispeech/run.sh after its downloads: the synthetic corpus placed in
 LibriSpeech layout stands for the subsets, a CMUdict-made lexicon in LibriSpeech's
-format and a gzipped ARPA stand for OpenSLR's files; the recipe runs with
---download false from the data dirs to DNN decoding (the later stages are the same
-shared code the synthetic recipe's test runs)."""
+format and gzipped ARPAs (a 2-gram for the graph, a 3-gram for rescoring) stand for
+OpenSLR's files; the recipe runs with --download false from the data dirs to DNN
+decoding and rescoring (the later stages are the same shared code the synthetic
+recipe's test runs)."""
 
 from __future__ import annotations
 
@@ -43,13 +44,14 @@ def test_librispeech_recipe_post_download_stages(tmp_path):
                if not ln.startswith("<UNK>")]  # fmt: skip
     (lm_dir / "librispeech-lexicon.txt").write_text("\n".join(lexicon) + "\n")
     lexicon_file = lm_dir / "librispeech-lexicon.txt"
-    sh("asr-distill", "train-lm", "--order", "2", "--unk-symbol", "<UNK>", "--vocab", lexicon_file,
-       corpus / "lm_text.txt", tmp_path / "lm_train")  # fmt: skip
-    with gzip.open(lm_dir / "lm.arpa.gz", "wb") as f:
-        f.write((tmp_path / "lm_train" / "lm.arpa").read_bytes())
+    for order, name in ((2, "lm.arpa.gz"), (3, "lm3.arpa.gz")):
+        sh("asr-distill", "train-lm", "--order", order, "--unk-symbol", "<UNK>", "--vocab",
+           lexicon_file, corpus / "lm_text.txt", tmp_path / f"lm_train{order}")  # fmt: skip
+        with gzip.open(lm_dir / name, "wb") as f:
+            f.write((tmp_path / f"lm_train{order}" / "lm.arpa").read_bytes())
 
     conf = yaml.safe_load((SYNTH_CONF / "tiny.yaml").read_text())
-    conf.update(lm_file="lm.arpa.gz", mono_shortest=1000)
+    conf.update(lm_file="lm.arpa.gz", rescore_lm_file="lm3.arpa.gz", mono_shortest=1000)
     (tmp_path / "conf.yaml").write_text(yaml.safe_dump(conf))
     out = sh("bash", RECIPE, "--download", "false", "--corpus-dir", tmp_path,
              "--lm-dir", lm_dir, "--work-dir", work, "--conf", tmp_path / "conf.yaml",
@@ -68,3 +70,8 @@ def test_librispeech_recipe_post_download_stages(tmp_path):
     assert len((exp / "tri3b_ali_train" / "pdf.ark").read_bytes()) > 0 and len(failed) < num_utts
     for m in ("tri1", "tri3b", "dnn"):
         assert (exp / m / "decode_test" / "best_wer").read_text().startswith("%WER")
+    # the DNN's lattices rescored from the graph's LM to the 3-gram (Kaldi's tgsmall ->
+    # tgmed), test at dev's setting
+    rescored = exp / "dnn" / "decode_test_rescored"
+    assert (rescored / "best_wer").read_text().startswith("%WER")
+    assert "lm3.arpa.gz" in (rescored / "config.yaml").read_text()
