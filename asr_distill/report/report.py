@@ -210,7 +210,8 @@ def _rescore_table(r: _Reader, out: Path) -> str:
         first, again = (r.yaml(f"{rel}/decode_dev/scores.yaml"),
                         r.yaml(f"{rel}/decode_dev_rescored/scores.yaml"))  # fmt: skip
         lms = r.yaml(f"{rel}/decode_dev_rescored/config.yaml") or {}
-        names = " -> ".join(Path(str(lms.get(k, "?"))).name for k in ("old_lm", "new_lm"))
+        names = " -> ".join("/".join(Path(str(lms.get(k, "?"))).parts[-2:])
+                            for k in ("old_lm", "new_lm"))  # fmt: skip
         rows.append([
             rel, names, _fmt(r.wer(f"{rel}/decode_dev")), _fmt(r.wer(f"{rel}/decode_test")),
             _fmt(r.wer(f"{rel}/decode_dev_rescored")), _fmt(r.wer(f"{rel}/decode_test_rescored")),
