@@ -12,8 +12,9 @@ beam), then the epsilon closure; every arc a surviving token takes is a lattice 
 carrying its graph cost and its acoustic cost. At the end the links are pruned with
 the lattice beam by forward-backward (Viterbi) costs, as Kaldi's
 ``PruneForwardLinks`` does, and the states renumbered in topological order. The
-lattice is state level (transition-ids in, words out), not determinized: Kaldi's
-``lattice-determinize-pruned`` has no Python binding.
+lattice is state level (transition-ids in, words out); ``decode`` then determinizes it
+(:mod:`asr_distill.decode.determinize`, Kaldi's ``lattice-determinize-pruned``, which
+has no Python binding).
 
 Costs: a link's ``graph`` cost is the HCLG weight (LM, pronunciation, transition),
 its ``acoustic`` cost the negated, unscaled log-likelihood, as Kaldi stores lattices;
