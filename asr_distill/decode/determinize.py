@@ -547,8 +547,8 @@ def _determinize(src, dst, il, ol, g, ac, final, acscale, beam, max_arcs,
                 d_fwd[t] = new_fwd
                 if not d_done[t]:
                     heapq.heappush(heap, (new_fwd + prio, np.int64(t)))
-            # the arc; its string is the common prefix, still in the pool of strings
-            # built before the residuals overwrote it: rebuild it from element b's parts
+            # the arc; its string is the common prefix, which the residuals overwrote in
+            # buf: rebuild it from the parts of the first element (all share it)
             na_ = len(a_src)
             a_src.append(d)
             a_dst.append(t)
@@ -646,7 +646,7 @@ def determinize_lattice(lat: Lattice, acscale: float, beam: float = 8.0,
     was used: smaller than ``beam`` when the result outgrew ``max_arcs`` arcs or its
     strings of transition-ids ``max_mem`` bytes (Kaldi's ``--max-mem``, 50 MB), which a
     lattice of long stretches without words (a weak model's) can make them."""
-    if lat.num_states == 0:
+    if lat.num_states == 0 or lat.best_path(1.0 / acscale) is None:  # no final state reached
         return CompactLattice.empty(), beam
     i64, f64 = np.int64, np.float64
     args = (lat.src.astype(i64), lat.dst.astype(i64), lat.ilabel.astype(i64),
@@ -654,7 +654,8 @@ def determinize_lattice(lat: Lattice, acscale: float, beam: float = 8.0,
             lat.final.astype(f64), float(acscale))  # fmt: skip
     while True:
         # below a beam of 0.1 the limits go: what is left is about the best path alone
-        limits = (max_arcs, max_mem // 4) if beam >= 0.1 else (2**62, 2**62)
+        # (an infinite beam has no smaller one: no limits either)
+        limits = (max_arcs, max_mem // 4) if 0.1 <= beam < np.inf else (2**62, 2**62)
         out = _determinize(*args, float(beam), *limits)
         if out[-1]:
             break

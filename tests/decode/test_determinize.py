@@ -165,3 +165,13 @@ def test_memory_limit_shrinks_the_beam():
     small, beam = determinize_lattice(lat, SCALE, beam=8.0, max_mem=16)
     assert beam < 8.0 and small.num_arcs <= full.num_arcs
     assert small.to_lattice().best_path(1 / SCALE) == lat.best_path(1 / SCALE)
+
+
+def test_an_infinite_beam_past_the_limits_and_a_lattice_without_final_states():
+    lat = _random_lattice(np.random.default_rng(3), n=10, arcs=26)
+    c, beam = determinize_lattice(lat, SCALE, beam=np.inf, max_mem=16)  # no retries
+    assert beam == np.inf and c.to_lattice().best_path(1 / SCALE) == lat.best_path(1 / SCALE)
+    dead = Lattice(lat.src, lat.dst, lat.ilabel, lat.olabel, lat.graph, lat.acoustic,
+                   np.full(lat.num_states, np.inf, np.float32))  # fmt: skip
+    c, _ = determinize_lattice(dead, SCALE, beam=8.0, max_mem=16)
+    assert c.num_states == 0
