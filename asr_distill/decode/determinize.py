@@ -23,8 +23,8 @@ each state it reaches), not once per subset. Pruning is Kaldi's: an element whos
 forward cost plus the input's backward cost from its state is over ``beam`` from the
 best path is dropped, and states are expanded best first. The input is acyclic (states
 in topological order), so the construction ends; if it grows past ``max_arcs`` arcs or
-its strings past ``max_mem`` bytes, it starts again at three quarters of the beam, as
-Kaldi's ``max-mem`` does.
+its strings past ``max_mem`` bytes, it starts again at half the beam (Kaldi's
+``max-mem`` lowers the beam too).
 
 ``decode`` determinizes each lattice after its search (``determinize: true``, the
 default). Cost and sizes: bench/RESULTS.md.
@@ -659,7 +659,7 @@ def determinize_lattice(lat: Lattice, acscale: float, beam: float = 8.0,
         out = _determinize(*args, float(beam), *limits)
         if out[-1]:
             break
-        beam *= 0.75
+        beam *= 0.5
     src, dst, word, g, ac, a_off, a_pool, fg, fa, f_off, f_pool, _ = out
     nd = len(fg)
     if nd == 0:
