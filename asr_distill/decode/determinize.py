@@ -39,7 +39,7 @@ import numba
 import numpy as np
 from numba.typed import Dict, List
 
-from asr_distill.decode.lattice import Lattice, topological_order
+from asr_distill.decode.lattice import Lattice, _backward_costs, _grow, topological_order
 
 _QUANT = 1024.0  # weights hashed and compared at Kaldi's delta, 1/1024
 _I64 = numba.types.int64
@@ -176,11 +176,7 @@ def _expand(src, dst, word, g, ac, tid_index, tids, fg, fa, f_index, f_tids):  #
 
 @numba.njit(cache=True)
 def _reserve(a, need):  # pragma: no cover - compiled
-    if need <= len(a):
-        return a
-    b = np.empty(max(need, 2 * len(a)), a.dtype)
-    b[: len(a)] = a
-    return b
+    return a if need <= len(a) else _grow(a, need)
 
 
 @numba.njit(cache=True)
@@ -337,11 +333,7 @@ def _determinize(src, dst, il, ol, g, ac, final, acscale, beam, max_arcs,
         v = alpha[src[k]] + g[k] + acscale * ac[k]
         if v < alpha[dst[k]]:
             alpha[dst[k]] = v
-    beta = final.copy()
-    for k in range(len(src) - 1, -1, -1):
-        v = g[k] + acscale * ac[k] + beta[dst[k]]
-        if v < beta[src[k]]:
-            beta[src[k]] = v
+    beta = _backward_costs(src, dst, g, ac, final, acscale)
     limit = beta[0] + beam
     seeds = np.flatnonzero(is_seed)
     seed_id = np.full(n, -1, np.int64)

@@ -184,6 +184,18 @@ def _grow(a, n):  # pragma: no cover - compiled
 
 
 @numba.njit(cache=True)
+def _backward_costs(src, dst, g, ac, final, acscale):  # pragma: no cover - compiled
+    """Each state's lowest cost to a final state (arcs sorted by source, sources in
+    topological order), at acoustic scale ``acscale``."""
+    beta = final.astype(np.float64)
+    for k in range(len(src) - 1, -1, -1):
+        v = g[k] + acscale * ac[k] + beta[dst[k]]
+        if v < beta[src[k]]:
+            beta[src[k]] = v
+    return beta
+
+
+@numba.njit(cache=True)
 def _closure(
     index, arcs, weights, cutoff, tok_cost, tok_state, tok_eps, tok_of, l_from, l_to,
     l_arc, l_ac, l_next, nt, nl, stack, sp,

@@ -30,7 +30,7 @@ import yaml
 
 from asr_distill.decode.config import DecodeConfig
 from asr_distill.decode.decode import read_symbols
-from asr_distill.decode.lattice import Lattice, read_lattices, write_lattices
+from asr_distill.decode.lattice import Lattice, _backward_costs, read_lattices, write_lattices
 from asr_distill.decode.score import hyp_file
 from asr_distill.errors import InputError
 from asr_distill.io import atomic_open, atomic_path
@@ -164,11 +164,7 @@ def _rescore(
 ):  # fmt: skip  # pragma: no cover - compiled
     num = len(final)
     # backward costs of the lattice as it is (arcs sorted by source, sources topological)
-    beta = final.astype(np.float64)
-    for k in range(len(src) - 1, -1, -1):
-        v = g[k] + acscale * ac[k] + beta[dst[k]]
-        if v < beta[src[k]]:
-            beta[src[k]] = v
+    beta = _backward_costs(src, dst, g, ac, final, acscale)
     index = numba.typed.Dict.empty(_KEY5, numba.types.int64)  # (state, history) -> new
     cap = 1024
     owner = np.empty(cap, np.int64)
