@@ -252,7 +252,7 @@ class DistillObjective(Objective):
             probs, idx, tail = self.cache.gather(batch.frames.numpy(), view)
             if idx is None:  # dense cache: the whole distribution, in pdf order
                 return losses.distillation_loss(
-                    logits, y, teacher_log_probs=probs.to(device).log(),
+                    logits, y, teacher_probs=probs.to(device),
                     temperature=c.temperature, soft_weight=c.soft_weight,
                     hard_weight=c.hard_weight,
                 ).total  # fmt: skip
@@ -261,9 +261,9 @@ class DistillObjective(Objective):
                 logits, y, topk=topk, temperature=c.temperature, soft_weight=c.soft_weight,
                 hard_weight=c.hard_weight,
             ).total  # fmt: skip
-        t_log_probs = self.teachers.log_probs(self.teacher_inputs(batch, x), c.temperature)
+        t_probs = self.teachers.probs(self.teacher_inputs(batch, x), c.temperature)
         return losses.distillation_loss(
-            logits, y, teacher_log_probs=t_log_probs, temperature=c.temperature,
+            logits, y, teacher_probs=t_probs, temperature=c.temperature,
             soft_weight=c.soft_weight, hard_weight=c.hard_weight,
         ).total  # fmt: skip
 

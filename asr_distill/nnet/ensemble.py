@@ -46,6 +46,30 @@ def combine_log_probs(
     return torch.log_softmax((w[:, None, None] * logp).sum(0), dim=-1)  # (B, P)
 
 
+def combine_probs(
+    member_logits: torch.Tensor,
+    temperature: float = 1.0,
+    *,
+    combine: str = "arithmetic",
+    weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """The ensemble distribution at ``temperature`` itself, (B, P): what a distillation
+    loss or a soft-target cache needs. The same distribution as
+    ``combine_log_probs(...).exp()``; the arithmetic mean is a weighted sum of the
+    members' softmaxes, without the log-sum-exp over members that the log form takes
+    (the costliest operation of an online distillation step on a CPU). Probabilities
+    below float32's range are 0 here, where the log form keeps them finite."""
+    if combine != "arithmetic":
+        return combine_log_probs(member_logits, temperature, combine=combine,
+                                 weights=weights).exp()  # fmt: skip
+    m = member_logits.shape[0]
+    w = torch.full((m,), 1.0 / m) if weights is None else torch.as_tensor(
+        weights, dtype=torch.float32)  # fmt: skip
+    w = w.to(member_logits.device)
+    p = torch.softmax(member_logits.float() / temperature, dim=-1)  # (M, B, P)
+    return torch.einsum("m,mbp->bp", w, p)  # (B, P)
+
+
 def accuracy_weights(dev_frame_acc: Sequence[float]) -> torch.Tensor:
     """Member weights proportional to dev frame accuracy (normalised to sum to 1)."""
     a = torch.tensor(list(dev_frame_acc), dtype=torch.float32)
@@ -162,6 +186,12 @@ class Ensemble(torch.nn.Module):
         """(B, P) log of the combined distribution at ``temperature``."""
         return combine_log_probs(self(inputs), temperature, combine=self.combine,
                                  weights=self.weights)  # fmt: skip
+
+    @torch.no_grad()
+    def probs(self, inputs: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """(B, P) combined distribution at ``temperature`` (:func:`combine_probs`)."""
+        return combine_probs(self(inputs), temperature, combine=self.combine,
+                             weights=self.weights)  # fmt: skip
 
     @classmethod
     def load(

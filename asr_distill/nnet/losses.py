@@ -61,7 +61,11 @@ def _check_labels(labels: torch.Tensor, num_frames: int, num_pdfs: int) -> None:
 
 
 def soft_cross_entropy(
-    student_logits: torch.Tensor, teacher_log_probs: torch.Tensor, temperature: float
+    student_logits: torch.Tensor,
+    teacher_log_probs: torch.Tensor | None,
+    temperature: float,
+    *,
+    teacher_probs: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cross-entropy with the teacher's soft targets at temperature T
     (Hinton, Vinyals & Dean 2015, section 2).
@@ -72,14 +76,23 @@ def soft_cross_entropy(
     Not scaled by T^2; :func:`distillation_loss` does that. Its gradient w.r.t. z_bj is
     ``(q_bj - p_bj) / (T B)``.
 
-    student_logits: (B, P); teacher_log_probs: (B, P) (``-inf`` allowed for p = 0).
+    student_logits: (B, P); teacher_log_probs: (B, P) (``-inf`` allowed for p = 0), or
+    None and ``teacher_probs`` (B, P), p itself (no log and exp again).
     Returns a 0-dim tensor (0 for B = 0).
     """
     _check_logits(student_logits)
-    _check_same_shape("teacher_log_probs", teacher_log_probs, student_logits)
+    if (teacher_log_probs is None) == (teacher_probs is None):
+        raise ValueError("give exactly one of teacher_log_probs and teacher_probs")
+    if teacher_probs is None:
+        _check_same_shape("teacher_log_probs", teacher_log_probs, student_logits)
+    else:
+        _check_same_shape("teacher_probs", teacher_probs, student_logits)
     _check_temperature(temperature)
     log_q = torch.log_softmax(_upcast(student_logits) / temperature, dim=-1)  # (B, P)
-    p = _upcast(teacher_log_probs.detach()).exp()  # (B, P)
+    p = (
+        _upcast(teacher_probs.detach()) if teacher_probs is not None
+        else _upcast(teacher_log_probs.detach()).exp()
+    )  # (B, P)  # fmt: skip
     per_frame = -(p * log_q).sum(-1)  # (B,)
     return per_frame.sum() / max(per_frame.numel(), 1)
 
@@ -119,16 +132,15 @@ def soft_cross_entropy_topk(
     k = topk_probs.shape[1]
     if k and bool(((topk_indices < 0) | (topk_indices >= p_dim)).any()):
         raise ValueError(f"topk_indices must lie in [0, {p_dim})")
-    in_topk = torch.zeros(b, p_dim, dtype=torch.bool, device=student_logits.device)  # (B, P)
-    in_topk.scatter_(1, topk_indices, True)
-    if bool((in_topk.sum(-1) != k).any()):
+    # distinct: no two equal neighbours once sorted (B x K, not a (B, P) mask)
+    if k > 1 and bool((topk_indices.sort(-1).values.diff(dim=-1) == 0).any()):
         raise ValueError("topk_indices must be distinct within each frame")
 
     log_q = torch.log_softmax(_upcast(student_logits) / temperature, dim=-1)  # (B, P)
-    top = (_upcast(topk_probs.detach()) * log_q.gather(1, topk_indices)).sum(-1)  # (B,)
-    per_frame = -top  # (B,)
+    log_q_top = log_q.gather(1, topk_indices)  # (B, K)
+    per_frame = -(_upcast(topk_probs.detach()) * log_q_top).sum(-1)  # (B,)
     if k < p_dim:
-        rest = log_q.masked_fill(in_topk, 0.0).sum(-1)  # (B,)
+        rest = log_q.sum(-1) - log_q_top.sum(-1)  # (B,): the pdfs outside the top-k
         per_frame = per_frame - _upcast(tail_mass.detach()) / (p_dim - k) * rest  # (B,)
     return per_frame.sum() / max(b, 1)
 
@@ -167,6 +179,7 @@ def distillation_loss(
     *,
     teacher_log_probs: torch.Tensor | None = None,
     topk: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None,
+    teacher_probs: torch.Tensor | None = None,
     temperature: float,
     soft_weight: float = 1.0,
     hard_weight: float = 0.5,
@@ -184,16 +197,18 @@ def distillation_loss(
     The paper's speech experiments tried T in {1, 2, 5, 10} and gave the hard term a
     lower weight (default hard_weight [0.5], soft_weight [1.0]).
 
-    Give exactly one teacher: ``teacher_log_probs`` (B, P) at T, or ``topk`` =
-    (probs (B, K), indices (B, K) int64, tail (B,)) at T. ``labels`` (B,) int64 with -1
-    for unlabelled frames; with no labelled frame (or ``labels=None``: an unlabelled
-    transfer set) the hard term is 0 and ``total`` is the scaled soft part.
+    Give exactly one teacher: ``teacher_log_probs`` (B, P) at T, ``teacher_probs`` (B,
+    P) at T, or ``topk`` = (probs (B, K), indices (B, K) int64, tail (B,)) at T.
+    ``labels`` (B,) int64 with -1 for unlabelled frames; with no labelled frame (or
+    ``labels=None``: an unlabelled transfer set) the hard term is 0 and ``total`` is the
+    scaled soft part.
     """
-    if (teacher_log_probs is None) == (topk is None):
-        raise ValueError("give exactly one of teacher_log_probs and topk")
+    if sum(t is not None for t in (teacher_log_probs, topk, teacher_probs)) != 1:
+        raise ValueError("give exactly one of teacher_log_probs, teacher_probs and topk")
     _check_temperature(temperature)
-    if teacher_log_probs is not None:
-        soft = soft_cross_entropy(student_logits, teacher_log_probs, temperature)
+    if topk is None:
+        soft = soft_cross_entropy(student_logits, teacher_log_probs, temperature,
+                                  teacher_probs=teacher_probs)  # fmt: skip
     else:
         if len(topk) != 3:
             raise ValueError("topk must be a (probs, indices, tail_mass) triple")

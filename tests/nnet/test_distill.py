@@ -183,11 +183,11 @@ def test_perturbed_views_are_what_the_teachers_label(toy, tmp_path):
                                  store)  # fmt: skip
     objective.setup(student, torch.device("cpu"))
     seen = {}
-    student_forward, teacher_log_probs = student.forward, objective.teachers.log_probs
+    student_forward, teacher_probs = student.forward, objective.teachers.probs
     student.forward = lambda x, **kw: seen.setdefault("student", x) is None or \
         student_forward(x, **kw)  # fmt: skip
-    objective.teachers.log_probs = lambda x, t: seen.setdefault("teachers", x) is None or \
-        teacher_log_probs(x, t)  # fmt: skip
+    objective.teachers.probs = lambda x, t: seen.setdefault("teachers", x) is None or \
+        teacher_probs(x, t)  # fmt: skip
     objective.loss(student, batch, torch.device("cpu"), 0)
     assert seen["student"] is seen["teachers"]
     assert not torch.equal(seen["student"], batch.inputs)

@@ -262,6 +262,33 @@ def test_bad_arguments_raise_value_error():
         soft_cross_entropy(z, logp, 0.0)
     with pytest.raises(ValueError, match="shape"):
         soft_cross_entropy(z, logp[:1], 1.0)
+    with pytest.raises(ValueError, match="shape"):
+        soft_cross_entropy(z, None, 1.0, teacher_probs=logp[:1].exp())
+    with pytest.raises(ValueError, match="exactly one"):
+        soft_cross_entropy(z, logp, 1.0, teacher_probs=logp.exp())
+    with pytest.raises(ValueError, match="exactly one"):
+        distillation_loss(z, None, teacher_probs=logp.exp(), topk=topk, temperature=1.0)
+
+
+def test_teacher_probs_give_the_loss_of_teacher_log_probs():
+    """The ensemble's probabilities (combine_probs, no log-sum-exp over members) give
+    the same distribution as combine_log_probs, and the loss from probabilities is the
+    loss from their logs."""
+    from asr_distill.nnet.ensemble import combine_log_probs, combine_probs
+
+    g = torch.Generator().manual_seed(0)
+    members = 3.0 * torch.randn(4, 6, 9, generator=g)
+    w = torch.tensor([0.1, 0.2, 0.3, 0.4])
+    for combine in ("arithmetic", "geometric"):
+        for weights in (None, w):
+            lp = combine_log_probs(members, 2.0, combine=combine, weights=weights)
+            p = combine_probs(members, 2.0, combine=combine, weights=weights)
+            torch.testing.assert_close(p, lp.exp(), rtol=1e-6, atol=1e-7)
+    z = torch.randn(6, 9, generator=g)
+    labels = torch.tensor([0, 3, -1, 8, 2, 2])
+    a = distillation_loss(z, labels, teacher_log_probs=lp, temperature=2.0)
+    b = distillation_loss(z, labels, teacher_probs=lp.exp(), temperature=2.0)
+    torch.testing.assert_close(a.total, b.total)
 
 
 # ---- logit matching
