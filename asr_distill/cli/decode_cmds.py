@@ -44,9 +44,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--specialists", default=None, metavar="DIR",
         help="with one --dnn (the generalist): combine it with train-specialists' DIR/spec<m> "
-        "as specialist-accuracy does (top-1 activation, KL combination), priors the "
-        "generalist's",
+        "as specialist-accuracy does (the generalist's top --specialist-top-n senones pick "
+        "the active specialists; KL combination), priors the generalist's",
     )  # fmt: skip
+    p.add_argument("--specialist-top-n", type=int, default=1, metavar="N",
+                   help="with --specialists: specialist-accuracy's --top-n [1]")  # fmt: skip
     p.add_argument("--config", help="YAML file of DecodeConfig options")
     p.add_argument("--nj", type=int, default=1, help="decoding processes (1)")
     p.add_argument(
@@ -157,7 +159,7 @@ def _decode(args: argparse.Namespace) -> int:
         decode_dnn(
             args.graph_dir, args.model_dir, args.dnn, args.data, args.decode_dir, config,
             nj=args.nj, force=args.force, combine=args.combine, weighting=args.weighting,
-            specialists=args.specialists,
+            specialists=args.specialists, specialist_top_n=args.specialist_top_n,
         )  # fmt: skip
     elif args.specialists:
         raise InputError("--specialists needs --dnn (the generalist)")

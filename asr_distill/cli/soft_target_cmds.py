@@ -23,7 +23,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "with --freq-mask, --views masked views of every frame and bands.npy. "
         "A distillation run reads it instead of running the teachers.",
         epilog="example: asr-distill make-soft-targets frames/train exp/soft_T2 "
-        "--teacher exp/dnn_s1/final --teacher exp/dnn_s2/final --temperature 2 --top-k 64",
+        "--teacher exp/dnn_s1/final --teacher exp/dnn_s2/final --temperature 2 --top-k 64; "
+        "a generalist with its specialists: asr-distill make-soft-targets frames/train "
+        "exp/soft_spec_T2 --teacher exp/dnn/final --specialists exp/specialists "
+        "--specialist-top-n 2 --temperature 2 --top-k 0",
     )
     p.add_argument("store", help="frame store directory")
     p.add_argument("out_dir")
@@ -50,6 +53,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="SpecAugment frequency band of up to this many dims per window and "
                    "view, fixed in the cache [0: clean windows]")  # fmt: skip
     p.add_argument("--mask-seed", type=int, default=0, help="seed of the views' bands [0]")
+    p.add_argument("--specialists", default=None, metavar="DIR",
+                   help="train-specialists' DIR: the one --teacher is their generalist and the "
+                   "cache holds their combination q (specialist-accuracy's) at T, "
+                   "softmax(log q / T): a student distilled from it learns the generalist "
+                   "with its specialists")  # fmt: skip
+    p.add_argument("--specialist-top-n", type=int, default=1, metavar="N",
+                   help="with --specialists: the generalist's top N senones pick the active "
+                   "specialists (specialist-accuracy's --top-n) [1]")  # fmt: skip
+    p.add_argument("--specialist-steps", type=int, default=200, metavar="S",
+                   help="with --specialists whose sets overlap: gradient steps on q's logits "
+                   "(disjoint sets get the exact q) [200]")  # fmt: skip
     p.add_argument("--batch-size", type=int, default=4096, help="frames per forward pass")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -72,6 +86,9 @@ def _make(args: argparse.Namespace) -> int:
             views=args.views,
             freq_mask=args.freq_mask,
             mask_seed=args.mask_seed,
+            specialists=args.specialists,
+            top_n=args.specialist_top_n,
+            steps=args.specialist_steps,
             force=args.force,
             progress=not args.no_progress,
         )

@@ -68,7 +68,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="For each labelled frame of each STORE: the generalist's top --top-n "
         "senones activate the specialists whose sets meet them; the full distribution q "
         "minimises KL(p_g || q) + sum of KL(p_m || q) over the active specialists (their "
-        "dustbins corrected), found by --steps of gradient descent on q's logits. Prints "
+        "dustbins corrected): exact for disjoint sets (cluster-senones'), else found by "
+        "--steps of gradient descent on q's logits. Prints "
         "and writes to OUT (YAML) the frame accuracy of the generalist alone and combined: "
         "overall, on frames whose correct senone a specialist covers, and by the number of "
         "active specialists covering the correct senone (Hinton et al. 2015, section 5.4).",
@@ -81,7 +82,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", help="YAML file of the results")
     p.add_argument("--top-n", type=int, default=1, help="generalist's senones that pick the "
                    "active specialists (the paper's n) [1]")  # fmt: skip
-    p.add_argument("--steps", type=int, default=200, help="gradient steps on q's logits [200]")
+    p.add_argument("--steps", type=int, default=200, help="gradient steps on q's logits, for "
+                   "overlapping sets [200]")  # fmt: skip
     p.set_defaults(func=_specialist_accuracy)
 
 

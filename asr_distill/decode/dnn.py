@@ -90,12 +90,14 @@ def decode_dnn(
     combine: str = "arithmetic",
     weighting: str = "uniform",
     specialists: str | Path | None = None,
+    specialist_top_n: int = 1,
 ) -> dict | None:
     """The ``decode --dnn`` step: decode the utterances of the frame store
     ``store_dir`` with HCLG, the transition model of ``model_dir`` (the GMM-HMM whose
     tree the DNNs' pdfs come from) and the DNNs' combined posteriors over priors. With
     ``specialists`` (train-specialists' dir) the one DNN is a generalist and the
-    posteriors are its combination with the specialists
+    posteriors are its combination with the specialists, active for the generalist's
+    top ``specialist_top_n`` senones
     (:func:`asr_distill.nnet.specialists.generalist_and_specialists`)."""
     config = config or DecodeConfig()
     decode_dir = Path(decode_dir)
@@ -107,10 +109,11 @@ def decode_dnn(
         with atomic_open(decode_dir / "combine.yaml") as f:  # how the posteriors combine
             f.write(f"combine: {combine}\nweighting: {weighting}\n")
             if specialists:
-                f.write(f"specialists: {specialists}\n")
+                f.write(f"specialists: {specialists}\nspecialist_top_n: {specialist_top_n}\n")
         hmm = GmmHmm.load(model_dir)
         models = load_models(dnn_paths)
-        posteriors = _specialist_posteriors(models, specialists) if specialists else None
+        posteriors = (_specialist_posteriors(models, specialists, specialist_top_n)
+                      if specialists else None)  # fmt: skip
         if models[0].config.num_pdfs != hmm.num_pdfs:
             raise InputError(f"the DNNs have {models[0].config.num_pdfs} outputs but the tree "
                              f"has {hmm.num_pdfs} pdfs", model_dir)  # fmt: skip
@@ -136,9 +139,9 @@ def decode_dnn(
                                 graph_dir)  # fmt: skip
 
 
-def _specialist_posteriors(models: Sequence[SpliceDnn], specialists: str | Path):
+def _specialist_posteriors(models: Sequence[SpliceDnn], specialists: str | Path, top_n: int):
     """``f(store, utt)``: log q of the generalist ``models[0]`` with the specialists of
-    train-specialists' dir ``specialists``."""
+    train-specialists' dir ``specialists``, active for its ``top_n`` senones."""
     from asr_distill.nnet.specialists import generalist_and_specialists, load_specialists
 
     if len(models) != 1:
@@ -150,6 +153,6 @@ def _specialist_posteriors(models: Sequence[SpliceDnn], specialists: str | Path)
     @torch.no_grad()
     def log_q(store: FrameStore, utt: str) -> torch.Tensor:
         inputs = store.utterance(utt, left=ctx[0], right=ctx[1])
-        return generalist_and_specialists(generalist, specs, inputs)[2]
+        return generalist_and_specialists(generalist, specs, inputs, top_n=top_n)[2]
 
     return log_q

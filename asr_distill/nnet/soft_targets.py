@@ -28,6 +28,16 @@ On-disk format (``format_version`` 1), in the cache directory:
   the store's path and ``feats_sha256``, mean tail
 - ``.done``        written last; a cache without it is incomplete
 
+Generalist and specialists (Hinton et al. 2015, section 5): with ``specialists`` the one
+teacher is a generalist and the distribution is its combination ``q`` with the
+specialists of ``train-specialists`` (:func:`asr_distill.nnet.specialists.
+generalist_and_specialists`: the generalist's top-n senones pick the active specialists,
+q minimises the summed KLs), softened as a teacher's logits are: ``softmax(log q / T)``.
+A student distilled from such a cache learns what the specialists add in one network
+(beyond the paper, which combines them at inference only). meta.json then also holds
+``specialists`` (paths, sha256 of weights), ``specialist_top_n`` and
+``specialist_steps``.
+
 Rows are in store frame order (frame ``i`` of the store is row ``i``), so a training
 batch's :attr:`FrameBatch.frames` index the cache directly, also for a subset view.
 
@@ -131,6 +141,9 @@ def make_soft_targets(
     views: int = 1,
     freq_mask: int = 0,
     mask_seed: int = 0,
+    specialists: str | Path | None = None,
+    top_n: int = 1,
+    steps: int = 200,
     force: bool = False,
     progress: bool = True,
 ) -> SoftTargetSummary:
@@ -151,6 +164,10 @@ def make_soft_targets(
         views of every frame, each window under a frequency band of up to F dims drawn
         from a generator seeded by (``mask_seed``, view); see the module docs. Without
         masks only one view (the clean windows) makes sense.
+    specialists: train-specialists' dir; the one teacher is then their generalist and
+        the cache holds ``softmax(log q / T)`` of the combination (module docs), the
+        generalist's ``top_n`` senones picking the active specialists (q is exact for
+        disjoint sets; ``steps`` gradient steps find it for overlapping ones).
     force: recompute a finished cache. Without it a finished cache is a no-op if it was
         made for the same store, teachers, combine, weights, T and k, and an
         :class:`InputError` naming its meta.json otherwise.
@@ -175,19 +192,34 @@ def make_soft_targets(
     w = _normalised_weights(weights, len(paths))
     store = FrameStore(store_dir)
     digests = [model_digest(p) for p in paths]
+    spec = None  # (paths, digests, top_n, steps) of the specialists
+    if specialists is not None:
+        if len(paths) != 1:
+            raise ValueError(f"with specialists, one teacher (their generalist), not "
+                             f"{len(paths)}")  # fmt: skip
+        if top_n < 1 or steps < 1:
+            raise ValueError(f"top_n and steps must be >= 1, got {top_n}, {steps}")
+        from asr_distill.nnet.specialists import specialist_dirs
+
+        spec_paths = [str(d.resolve()) for d in specialist_dirs(specialists)]
+        spec = (spec_paths, [model_digest(Path(d) / "final") for d in spec_paths],
+                int(top_n), int(steps))  # fmt: skip
 
     settings = {"store": str(Path(store_dir).resolve()), "teachers": [str(p) for p in paths],
                 "temperature": float(temperature), "top_k": int(top_k), "combine": combine,
                 "weights": w, "batch_size": int(batch_size), "device": str(device),
                 "views": int(views), "freq_mask": int(freq_mask),
                 "mask_seed": int(mask_seed)}  # fmt: skip
+    if spec is not None:
+        settings.update(specialists=spec[0], specialist_top_n=spec[2], specialist_steps=spec[3])
     with step_log(out_dir, "make-soft-targets.log", force=force, config=settings) as run:
         if not run:  # finished: only if it holds what is asked for
             cache = SoftTargetCache(out_dir)
             if top_k == 0:
                 top_k = cache.num_pdfs
             request = (views, freq_mask, mask_seed if freq_mask else 0)
-            _check_same_request(cache, store, digests, w, combine, temperature, top_k, request)
+            _check_same_request(cache, store, digests, w, combine, temperature, top_k, request,
+                                spec)  # fmt: skip
             return SoftTargetSummary(
                 out_dir, cache.num_frames, cache.top_k, cache.num_pdfs, cache.temperature,
                 float(cache.meta.get("mean_tail", float("nan"))), time.monotonic() - t0,
@@ -195,6 +227,10 @@ def make_soft_targets(
             )  # fmt: skip
         ensemble = Ensemble.load(paths, combine=combine, weights=w).to(device)
         conf = ensemble.config
+        teacher_probs = ensemble.probs
+        if spec is not None:
+            teacher_probs = _specialist_teacher(ensemble.members[0], specialists,
+                                                    spec[2], spec[3], device)  # fmt: skip
         num_pdfs = conf.num_pdfs
         if top_k == 0:
             top_k = num_pdfs
@@ -252,9 +288,8 @@ def make_soft_targets(
                     if bands_mm is not None:
                         band = torch.from_numpy(np.array(bands_mm[v, s:e]))  # (B, 2)
                         x = augment.mask_bands(x, store.dim, band[:, 0], band[:, 1])
-                    log_p = ensemble.log_probs(x, temperature)  # (B, P)
+                    p = teacher_probs(x, temperature).float()  # (B, P)
                     s, e = v * n + s, v * n + e  # rows of this view
-                    p = log_p.float().exp()  # (B, P)
                     if dense:
                         top_p = p  # (B, P), pdf order
                     else:
@@ -292,6 +327,10 @@ def make_soft_targets(
         }
         if freq_mask:
             meta.update(views=int(views), freq_mask=int(freq_mask), mask_seed=int(mask_seed))
+        if spec is not None:
+            meta.update(specialists=[{"path": p, "sha256": d} for p, d in zip(*spec[:2],
+                                                                             strict=True)],
+                        specialist_top_n=spec[2], specialist_steps=spec[3])  # fmt: skip
         with atomic_open(out_dir / META_FILE) as f:
             json.dump(meta, f, indent=2, sort_keys=True)
             f.write("\n")
@@ -306,6 +345,27 @@ def make_soft_targets(
         )
 
 
+def _specialist_teacher(generalist, specialists: str | Path, top_n: int, steps: int,
+                        device: str):  # fmt: skip
+    """``f(x, T)``: softmax(log q / T) of the generalist with its specialists."""
+    from asr_distill.nnet.specialists import generalist_and_specialists, load_specialists
+
+    specs = load_specialists(specialists, map_location=device)
+    for s in specs:
+        c, g = s.model.config, generalist.config
+        if (c.num_pdfs, c.feat_dim, c.left_context, c.right_context) != (
+            g.num_pdfs, g.feat_dim, g.left_context, g.right_context
+        ):  # fmt: skip
+            raise InputError("a specialist with other outputs, features or context than "
+                             "the generalist", s.path)  # fmt: skip
+
+    def probs(x: torch.Tensor, temperature: float) -> torch.Tensor:
+        log_q = generalist_and_specialists(generalist, specs, x, top_n=top_n, steps=steps)[2]
+        return (log_q / temperature).softmax(-1)
+
+    return probs
+
+
 def _check_same_request(
     cache: SoftTargetCache,
     store: FrameStore,
@@ -315,9 +375,11 @@ def _check_same_request(
     temperature: float,
     top_k: int,
     views: tuple[int, int, int],
+    spec: tuple | None = None,
 ) -> None:
     """A finished cache is only reused for the request it was made for; ``views`` is
-    (views, freq_mask, mask_seed)."""
+    (views, freq_mask, mask_seed), ``spec`` (paths, digests, top_n, steps) of the
+    specialists or None."""
     m = cache.meta
     problems = []
     same_frames = cache.num_frames == int(store.features.shape[0])
@@ -334,6 +396,12 @@ def _check_same_request(
         problems.append(f"views, freq_mask, mask_seed {views} now, {then} then")
     if _member_key(digests, weights) != _member_key(cache.member_digests, m.get("weights", [])):
         problems.append("teachers (sha256 of weights) or their weights differ")
+    then_spec = cache.specialists
+    now_spec = None if spec is None else (sorted(spec[1]), spec[2], spec[3])
+    if then_spec is not None:
+        then_spec = (sorted(then_spec[0]), then_spec[1], then_spec[2])
+    if now_spec != then_spec:
+        problems.append("specialists (sha256 of weights), their top-n or steps differ")
     if problems:
         raise InputError(
             f"a finished soft-target cache made for another request ({'; '.join(problems)}); "
@@ -364,6 +432,11 @@ class SoftTargetCache:
             self.views = int(self.meta.get("views", 1))
             self.freq_mask = int(self.meta.get("freq_mask", 0))
             self.mask_seed = int(self.meta.get("mask_seed", 0))
+            spec = self.meta.get("specialists")
+            # (sha256 of the specialists' weights, top_n, steps); None: no specialists
+            self.specialists = None if spec is None else (
+                [str(x["sha256"]) for x in spec], int(self.meta["specialist_top_n"]),
+                int(self.meta["specialist_steps"]))  # fmt: skip
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"meta.json lacks or has a bad field ({e})", meta_path) from None
         if version != FORMAT_VERSION:
@@ -511,5 +584,6 @@ class SoftTargetCache:
             f"SoftTargetCache({str(self.path)!r}, frames={self.num_frames}, "
             f"top_k={self.top_k}, num_pdfs={self.num_pdfs}, T={self.temperature:g}"
             f"{', dense' if self.dense else ''}"
-            f"{f', {self.views} views masked up to {self.freq_mask}' if self.masked else ''})"
+            f"{f', {self.views} views masked up to {self.freq_mask}' if self.masked else ''}"
+            f"{f', {len(self.specialists[0])} specialists' if self.specialists else ''})"
         )

@@ -27,11 +27,20 @@ distribution ``q`` minimises::
 where ``q_m`` is ``q`` seen by specialist m: ``q(c)`` for ``c`` in ``S_m`` and
 ``sum_{c not in S_m} q(c)`` for the dustbin. Up to constants this is the cross-entropy
 ``-sum_c T(c) log q(c) - sum_m p_m(dust) log Q_m`` with ``T = p_g + sum_m p_m`` on the
-specialists' senones and ``Q_m`` the mass of q outside ``S_m``. It is convex in ``q``;
-:func:`combine` finds q's logits by gradient descent, for a batch of frames at once.
+specialists' senones and ``Q_m`` the mass of q outside ``S_m``. It is convex in ``q``.
 With one specialist the minimiser has a closed form (:func:`combine_one_closed_form`,
 used by the tests): ``q(c) = (p_g(c) + p_m(c)) / 2`` on S, and outside S the mass
 ``(p_g(not S) + p_m(dust)) / 2`` spread in proportion to ``p_g``.
+
+With disjoint sets (cluster-senones' sets) the minimiser is exact for any number of
+active specialists (:func:`combine_disjoint`): within an active set ``S_m`` q is
+proportional to ``T``, outside the active sets to ``p_g``, so only the masses ``a_m`` of
+the active sets and ``a_R`` of the rest remain. Their stationarity conditions with the
+multiplier ``lam`` of ``sum a = 1`` are ``A_m / a_m - d_m / (1 - a_m) = lam`` and
+``B / a_R = lam`` (``A_m = T(S_m)``, ``d_m`` the dustbin probability, ``B = p_g(R)``):
+each ``a_m(lam)`` is the root in (0, 1) of a quadratic and decreases with ``lam``, so
+``lam`` is found by bisection, per frame, on a handful of numbers. Overlapping sets
+take gradient descent on q's logits (:func:`combine`, for a batch of frames at once).
 """
 
 from __future__ import annotations
@@ -154,23 +163,26 @@ def combine(
 
     ``generalist``: log p_g (B, P). ``specialists[m]``: log p_m (B, |S_m| + 1), its
     senones in the order of ``sets[m]`` then the dustbin (already bias-corrected).
-    ``active``: (B, M) bool, which specialists take part for each frame. q's logits
-    start at log p_g and follow Adam for ``steps`` steps on the summed objective (the
-    frames are independent, so this is each frame's own descent).
+    ``active``: (B, M) bool, which specialists take part for each frame. Disjoint sets
+    get the exact minimiser (:func:`combine_disjoint`); overlapping ones start q's logits
+    at log p_g and follow Adam for ``steps`` steps on the summed objective (the frames
+    are independent, so this is each frame's own descent).
     """
     if not active.any():
         return generalist.log_softmax(-1)
     num_frames, num_pdfs = generalist.shape
     member = membership(sets, num_pdfs).to(generalist)
+    if bool((member.sum(0) <= 1).all()):
+        return combine_disjoint(generalist, specialists, sets, active)
     act = active.to(generalist.dtype)
     target = generalist.exp().clone()
-    dust = torch.zeros(num_frames, len(sets), dtype=generalist.dtype)
+    dust = generalist.new_zeros(num_frames, len(sets))
     for m, (s, logp) in enumerate(zip(sets, specialists, strict=True)):
         if logp.shape != (num_frames, len(s) + 1):
             raise ValueError(f"specialist {m}: log-probs of shape {tuple(logp.shape)}, "
                              f"expected {(num_frames, len(s) + 1)}")  # fmt: skip
         p = logp.exp() * act[:, m : m + 1]
-        target[:, torch.as_tensor(list(s), dtype=torch.long)] += p[:, :-1]
+        target[:, torch.as_tensor(list(s), dtype=torch.long, device=p.device)] += p[:, :-1]
         dust[:, m] = p[:, -1]
     z = generalist.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr)
@@ -180,6 +192,80 @@ def combine(
             combine_objective(z.log_softmax(-1), target, dust, member).sum().backward()
             opt.step()
     return z.detach().log_softmax(-1)
+
+
+def combine_disjoint(
+    generalist: torch.Tensor,
+    specialists: Sequence[torch.Tensor],
+    sets: Sequence[Sequence[int]],
+    active: torch.Tensor,
+    *,
+    iterations: int = 64,
+) -> torch.Tensor:
+    """The exact log q (B, P) of section 5.4 when the sets are disjoint (module docs);
+    arguments as :func:`combine`. ``iterations`` of bisection on each frame's multiplier
+    (in log space, over 12 decades below ``sum A + B`` <= M + 1) reach float64's
+    resolution."""
+    num_frames, num_pdfs = generalist.shape
+    num_sets = len(sets)
+    dtype = torch.float64  # the bisection and the masses; q back in the input's dtype
+    log_pg = generalist.to(dtype).log_softmax(-1)
+    set_of = torch.full((num_pdfs,), num_sets, dtype=torch.long, device=generalist.device)
+    for m, s in enumerate(sets):
+        if len(s) == 0:
+            raise ValueError(f"set {m} is empty")
+        set_of[torch.as_tensor(list(s), dtype=torch.long, device=generalist.device)] = m
+    if (torch.bincount(set_of, minlength=num_sets + 1)[:num_sets] !=
+            torch.as_tensor([len(set(s)) for s in sets], device=set_of.device)).any():  # fmt: skip
+        raise ValueError("combine_disjoint needs disjoint sets")
+    act = torch.cat(
+        [active.to(torch.bool), active.new_zeros(num_frames, 1, dtype=torch.bool)], 1
+    )  # (B, M + 1)
+    # log T(c): log(p_g(c) + p_m(c)) on the sets of active specialists, log p_g elsewhere
+    log_t = log_pg.clone()
+    dust = log_pg.new_zeros(num_frames, num_sets)  # (B, M): 0 where inactive
+    for m, (s, logp) in enumerate(zip(sets, specialists, strict=True)):
+        if logp.shape != (num_frames, len(s) + 1):
+            raise ValueError(f"specialist {m}: log-probs of shape {tuple(logp.shape)}, "
+                             f"expected {(num_frames, len(s) + 1)}")  # fmt: skip
+        idx = torch.as_tensor(list(s), dtype=torch.long, device=generalist.device)
+        on = active[:, m].to(torch.bool)
+        logp = logp.to(dtype).log_softmax(-1)
+        both = torch.logaddexp(log_pg[:, idx], logp[:, :-1])
+        log_t[:, idx] = torch.where(on[:, None], both, log_pg[:, idx])
+        dust[:, m] = torch.where(on, logp[:, -1].exp(), dust[:, m])
+    # frame b, pdf c is in an active set: its group is set_of[c], else the rest (M)
+    in_active = act.gather(1, set_of.expand(num_frames, -1))  # (B, P)
+    group = torch.where(in_active, set_of.expand(num_frames, -1), num_sets)  # (B, P)
+    log_mass = torch.full((num_frames, num_sets + 1), -math.inf, dtype=dtype,
+                          device=log_t.device).scatter_reduce(
+        1, group, log_t, reduce="amax", include_self=True)  # fmt: skip
+    shift = torch.where(torch.isfinite(log_mass), log_mass, 0.0)
+    mass = torch.zeros_like(log_mass).scatter_add(1, group, (log_t - shift.gather(1, group)).exp())
+    log_a_coef = mass.log() + shift  # (B, M + 1): log A_m (active sets) and log B (rest)
+    coef = log_a_coef.exp()  # A_m, B; 0 for inactive sets (no pdf in their group)
+    a_sets, b_rest = coef[:, :num_sets], coef[:, num_sets]  # (B, M), (B,)
+    on = act[:, :num_sets]
+
+    def masses(lam: torch.Tensor) -> torch.Tensor:  # (B, 1) -> the sets' masses (B, M)
+        s_ = lam + a_sets + dust
+        root = (s_ * s_ - 4.0 * lam * a_sets).clamp_min(0.0).sqrt()
+        a = 2.0 * a_sets / (s_ + root).clamp_min(1e-300)  # the stable root in (0, 1]
+        return torch.where(on, a, 0.0)
+
+    # g(lam) = sum a_m(lam) + B / lam - 1 decreases in lam, > 0 near 0, <= 0 at sum(A) + B
+    hi = (a_sets.sum(-1) + b_rest).clamp_min(1e-300)[:, None]  # (B, 1)
+    lo = hi * 1e-12
+    for _ in range(iterations):
+        mid = (lo * hi).sqrt()
+        g = masses(mid).sum(-1, keepdim=True) + b_rest[:, None] / mid - 1.0
+        lo, hi = torch.where(g > 0, mid, lo), torch.where(g > 0, hi, mid)
+    lam = (lo * hi).sqrt()
+    a = torch.cat([masses(lam), (b_rest[:, None] / lam)], 1)  # (B, M + 1)
+    a = a / a.sum(-1, keepdim=True)  # exact up to the bisection's last step
+    # q(c) = a_group * T(c) / A_group
+    log_q = log_t + (a.clamp_min(1e-300).log() - log_a_coef).gather(1, group)
+    return log_q.log_softmax(-1).to(generalist.dtype)
 
 
 def combine_one_closed_form(generalist: torch.Tensor, specialist: torch.Tensor,
@@ -509,7 +595,7 @@ class Specialist:
     path: str = ""
 
     @classmethod
-    def load(cls, exp_dir: str | Path) -> Specialist:
+    def load(cls, exp_dir: str | Path, map_location: str = "cpu") -> Specialist:
         from asr_distill.nnet.model import SpliceDnn
 
         exp_dir = Path(exp_dir)
@@ -524,7 +610,7 @@ class Specialist:
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"bad or missing field ({e})", path) from None
-        model = SpliceDnn.load(exp_dir / "final").eval()
+        model = SpliceDnn.load(exp_dir / "final", map_location=map_location).eval()
         num_pdfs = model.config.num_pdfs
         if not senones or max(senones) >= num_pdfs or len(senones) >= num_pdfs:
             raise InputError(f"the model has {num_pdfs} outputs: not a specialist (all the "
@@ -535,20 +621,26 @@ class Specialist:
     def log_probs(self, inputs: torch.Tensor) -> torch.Tensor:
         """(B, |S| + 1) log-probabilities with the dustbin corrected."""
         num_pdfs = self.model.config.num_pdfs
-        idx = torch.as_tensor(self.senones)
-        rest = torch.as_tensor(np.flatnonzero(set_mapping(self.senones, num_pdfs)
-                                              == len(self.senones)))  # fmt: skip
+        idx = torch.as_tensor(self.senones, device=inputs.device)
+        outside = set_mapping(self.senones, num_pdfs) == len(self.senones)
+        rest = torch.as_tensor(np.flatnonzero(outside), device=inputs.device)
         logits = project_logits(self.model(inputs).float(), idx, rest)
         logits[:, -1] += self.correction
         return logits.log_softmax(-1)
 
 
-def load_specialists(out_dir: str | Path) -> list[Specialist]:
-    """The specialists of train-specialists' ``out_dir`` (its ``spec<m>`` dirs, by m)."""
-    dirs = sorted(Path(out_dir).glob("spec[0-9]*"), key=lambda d: int(d.name[4:]))
+def specialist_dirs(out_dir: str | Path) -> list[Path]:
+    """train-specialists' ``spec<m>`` dirs in ``out_dir``, by m."""
+    dirs = sorted((d for d in Path(out_dir).glob("spec*") if d.name[4:].isdigit()),
+                  key=lambda d: int(d.name[4:]))  # fmt: skip
     if not dirs:
         raise InputError("no spec<m> dirs (train-specialists' output)", out_dir)
-    return [Specialist.load(d) for d in dirs]
+    return dirs
+
+
+def load_specialists(out_dir: str | Path, map_location: str = "cpu") -> list[Specialist]:
+    """The specialists of train-specialists' ``out_dir`` (its ``spec<m>`` dirs, by m)."""
+    return [Specialist.load(d, map_location) for d in specialist_dirs(out_dir)]
 
 
 @torch.no_grad()
@@ -561,6 +653,7 @@ def generalist_and_specialists(generalist: torch.nn.Module, specialists: Sequenc
     log_pg = generalist(inputs).float().log_softmax(-1)
     num_pdfs = log_pg.shape[1]
     member = membership([s.senones for s in specialists], num_pdfs).bool()  # (M, P)
+    member = member.to(log_pg.device)
     top = log_pg.topk(top_n, dim=-1).indices  # (B, n)
     active = member[:, top].any(-1).T  # (B, M)
     specs = [s.log_probs(inputs) for s in specialists]

@@ -15,7 +15,9 @@ It reads what the recipe's steps wrote (layout of ``recipes/synth/run.sh``):
 - ``small_hard/`` and ``small_soft/``: the 3 % experiment (frame accuracy on the
   subset they trained on and on test; ``train_curve.csv`` per epoch)
 - ``specialists/`` (optional): ``accuracy.yaml`` of ``specialist-accuracy`` and
-  ``decode_{dev,test}/`` of ``decode --specialists`` (the paper's Tables 3 and 4)
+  ``decode_{dev,test}/`` of ``decode --specialists`` (the paper's Tables 3 and 4);
+  ``distill_specialists/`` (optional): a student of the generalist with its
+  specialists, like ``dnn/``
 
 and writes ``table1.{md,csv}``, ``temperature.{md,csv,png}``, ``table5.{md,csv}``,
 ``table5_dev_curve.png`` and ``report.md`` (all of them, with the paper's numbers and
@@ -148,6 +150,10 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 
+def _fmt_t(t: float | None) -> str:
+    return "?" if t is None else f"{float(t):g}"
+
+
 def _write_table(out: Path, stem: str, header: Sequence[str], rows: Sequence[Sequence]) -> str:
     md = "| " + " | ".join(header) + " |\n|" + "---|" * len(header) + "\n"
     md += "".join("| " + " | ".join(str(c) for c in row) + " |\n" for row in rows)
@@ -253,11 +259,24 @@ def _specialists_tables(r: _Reader, out: Path) -> str:
                "relative change %"]  # fmt: skip
     t3 = _write_table(out, "specialists", header3, rows3)
     t4 = _write_table(out, "specialists_cover", header4, rows4)
-    wers = [f"{split} WER {_fmt(r.wer(f'specialists/decode_{split}'))} % (generalist "
-            f"{_fmt(r.wer(f'dnn/decode_{split}'))} %)" for split in ("dev", "test")]  # fmt: skip
+    by_split = {Path(k).name: v for k, v in stores.items()}
+    systems = [r.system("generalist (the baseline)", "dnn"),
+               System(f"generalist + {n} specialists",
+                      *(by_split.get(s, {}).get("with_specialists") for s in ("dev", "test")),
+                      dev_wer=r.wer("specialists/decode_dev"),
+                      test_wer=r.wer("specialists/decode_test"))]  # fmt: skip
+    if (r.exp / "distill_specialists").is_dir():  # optional (specialist_student_temperature)
+        conf = r.yaml("distill_specialists/distill.yaml") or {}
+        systems.append(r.system(f"one student of generalist + specialists "
+                                f"(T={_fmt_t(conf.get('temperature'))})",
+                                "distill_specialists"))  # fmt: skip
+    rows = [[x.name, _fmt(x.dev_acc), _fmt(x.test_acc), _fmt(x.dev_wer), _fmt(x.test_wer)]
+            for x in systems]  # fmt: skip
+    t5 = _write_table(out, "specialists_systems", ["system", "dev frame acc %",
+                      "test frame acc %", "dev WER %", "test WER %"], rows)  # fmt: skip
     return (
-        f"{t3}\n{t4}\nDecoded with the specialists: {'; '.join(wers)}; top-"
-        f"{acc.get('top_n', 1)} activation.\n"
+        f"{t3}\n{t4}\nThe generalist's top-{acc.get('top_n', 1)} senones activate the "
+        f"specialists. Decoded, and distilled into one network (beyond the paper):\n\n{t5}"
     )
 
 

@@ -26,7 +26,8 @@ vars=$(yaml_vars "$conf" lmwts gmm_beam gmm_max_active dnn_lmwts dnn_beam dnn_ma
   student_views student_view_mask small_fraction \
   small_epochs small_lr small_temperature small_hard_weight transfer_speeds \
   transfer_temperature transfer_hard_weight transfer_lr pseudo_lr transfer_epochs \
-  specialists specialist_epochs specialist_soft_weight)
+  specialists specialist_epochs specialist_soft_weight specialist_top_n \
+  specialist_student_temperature)
 eval "$vars"
 extra_seeds=$(seq 1 $((student_seeds - 1)))
 # The GMM whose alignments are the DNN targets ($gmm_targets, see gmm_stages.sh): its
@@ -82,7 +83,7 @@ if run_stage 10; then
   done
 fi
 
-# decode_dnn NAME [--specialists DIR] MODEL...: decode dev and test with the DNN(s)
+# decode_dnn NAME [--specialists DIR --specialist-top-n N] MODEL...: decode dev and test with the DNN(s)
 # (posteriors averaged; or one generalist with its specialists) into lattices: dev's LM
 # weight and penalty chosen from its lattices, then test searched at dev's LM weight and
 # scored at dev's setting. With $rescore_lm (an ARPA), the lattices are rescored with it
@@ -90,7 +91,7 @@ fi
 decode_dnn() {
   local name=$1; shift
   local models=() extra=() s search
-  if [ "$1" = --specialists ]; then extra=(--specialists "$2"); shift 2; fi
+  if [ "$1" = --specialists ]; then extra=("$1" "$2" "$3" "$4"); shift 4; fi
   for m in "$@"; do models+=(--dnn "$m"); done
   local dir=$exp/$name
   for s in dev test; do
@@ -270,9 +271,28 @@ if run_stage 19 && [ "$specialists" -gt 0 ]; then
   asr-distill train-specialists --config "$dnn_conf" --no-progress \
     --epochs "$specialist_epochs" --soft-weight "$specialist_soft_weight" "$exp/dnn/final" \
     "$exp/senone_sets/sets.txt" "$frames/train" "$frames/dev" "$exp/specialists"
-  asr-distill specialist-accuracy --out "$exp/specialists/accuracy.yaml" "$exp/dnn/final" \
-    "$exp/specialists" "$frames/dev" "$frames/test"
-  decode_dnn specialists --specialists "$exp/specialists" "$exp/dnn/final"
+  asr-distill specialist-accuracy --top-n "$specialist_top_n" \
+    --out "$exp/specialists/accuracy.yaml" "$exp/dnn/final" "$exp/specialists" \
+    "$frames/dev" "$frames/test"
+  decode_dnn specialists --specialists "$exp/specialists" --specialist-top-n \
+    "$specialist_top_n" "$exp/dnn/final"
+  if [ "$specialist_student_temperature" != 0 ]; then
+    # Beyond the paper: one network distilled from the generalist with its specialists
+    # (their combination q, softened to softmax(log q / T)), with the students' settings.
+    t=$specialist_student_temperature
+    log "Stage 19: a student of the generalist with its specialists at T=$t"
+    asr-distill make-soft-targets --teacher "$exp/dnn/final" --specialists "$exp/specialists" \
+      --specialist-top-n "$specialist_top_n" --temperature "$t" --top-k "$soft_top_k" \
+      --no-progress "$frames/train" "$exp/soft_targets_specialists_T$t"
+    dir=$exp/distill_specialists
+    asr-distill distill --config "$dnn_conf" --no-progress --soft-targets \
+      "$exp/soft_targets_specialists_T$t" --temperature "$t" --hard-weight "$hard_weight" \
+      --lr "$distill_lr" --schedule "$student_schedule" --epochs "$student_epochs" \
+      "$frames/train" "$frames/dev" "$dir"
+    asr-distill frame-accuracy --dnn "$dir/final" --out "$dir/frame_accuracy.yaml" \
+      "$frames/dev" "$frames/test"
+    decode_dnn distill_specialists "$dir/final"
+  fi
 fi
 
 if run_stage 20; then

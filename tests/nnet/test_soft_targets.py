@@ -198,7 +198,7 @@ def test_mismatches_are_refused(setup, tmp_path):
 def test_killed_run_leaves_no_done_and_rerun_redoes_it(setup, tmp_path, monkeypatch):
     out = tmp_path / "soft"
     calls = []
-    original = Ensemble.log_probs
+    original = Ensemble.probs
 
     def dies_on_second_batch(self, inputs, temperature=1.0):
         calls.append(len(inputs))
@@ -206,11 +206,11 @@ def test_killed_run_leaves_no_done_and_rerun_redoes_it(setup, tmp_path, monkeypa
             raise KeyboardInterrupt  # as a Ctrl-C in the middle of the run
         return original(self, inputs, temperature)
 
-    monkeypatch.setattr(Ensemble, "log_probs", dies_on_second_batch)
+    monkeypatch.setattr(Ensemble, "probs", dies_on_second_batch)
     with pytest.raises(KeyboardInterrupt):
         make_soft_targets(setup["store"], setup["members"], out, temperature=T, top_k=2,
                           batch_size=50, progress=False)  # fmt: skip
-    monkeypatch.setattr(Ensemble, "log_probs", original)
+    monkeypatch.setattr(Ensemble, "probs", original)
     assert not (out / ".done").exists() and not (out / "probs.npy").exists()
     assert not list(out.glob(".*.tmp"))  # temp files are cleaned up
     with pytest.raises(InputError, match=r"\.done"):

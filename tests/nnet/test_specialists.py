@@ -83,6 +83,59 @@ def test_two_overlapping_specialists_lower_the_objective_monotonically():
     assert torch.allclose(grad, lam, rtol=1e-3)
 
 
+def _objective_parts(gen, specs, sets, active):
+    """(target T, dustbins, membership) of combine_objective for a batch."""
+    member = sp.membership(sets, gen.shape[1]).double()
+    target = gen.exp().clone()
+    dust = torch.zeros(gen.shape[0], len(sets), dtype=torch.float64)
+    act = active.double()
+    for m, (s, p) in enumerate(zip(sets, specs, strict=True)):
+        target[:, s] += p.exp()[:, :-1] * act[:, m : m + 1]
+        dust[:, m] = p.exp()[:, -1] * act[:, m]
+    return target, dust, member
+
+
+def test_disjoint_sets_get_the_exact_minimiser():
+    """Several active specialists on disjoint sets: the bisection's q satisfies the
+    stationarity condition to float64 precision, is never worse than long gradient
+    descent and agrees with it; with one active specialist it is the closed form."""
+    num_pdfs, frames = 15, 40
+    gen = _log_probs(frames, num_pdfs, seed=7)
+    sets = [[0, 3, 4], [1, 7], [2, 9, 10, 11], [12]]  # 5, 6, 8, 13, 14: no set
+    specs = [_log_probs(frames, len(s) + 1, seed=20 + m) for m, s in enumerate(sets)]
+    g = torch.Generator().manual_seed(3)
+    active = torch.rand(frames, len(sets), generator=g) < 0.6
+    active[0] = True  # every specialist
+    active[1] = False  # none
+    q = sp.combine_disjoint(gen, specs, sets, active)
+    assert torch.allclose(q.exp().sum(-1), torch.ones(frames, dtype=torch.float64))
+    torch.testing.assert_close(q[1], gen[1], rtol=0, atol=1e-12)  # no specialist: p_g
+    target, dust, member = _objective_parts(gen, specs, sets, active)
+    p = q.exp()
+    outside = 1.0 - p @ member.T
+    grad = target / p + (dust / outside) @ (1.0 - member)  # -d objective / d q(c)
+    assert torch.allclose(grad, grad.mean(-1, keepdim=True).expand_as(grad), rtol=1e-9)
+    exact = sp.combine_objective(q, target, dust, member)
+    z = gen.clone().requires_grad_(True)  # the gradient path, for overlapping sets
+    opt = torch.optim.Adam([z], lr=0.02)
+    for _ in range(3000):
+        opt.zero_grad()
+        sp.combine_objective(z.log_softmax(-1), target, dust, member).sum().backward()
+        opt.step()
+    descent = sp.combine_objective(z.detach().log_softmax(-1), target, dust, member)
+    assert (exact <= descent + 1e-12).all() and (descent - exact).max() < 1e-6
+    assert torch.allclose(q.exp(), z.detach().softmax(-1), atol=2e-4)
+    # combine() takes this path for disjoint sets
+    assert torch.equal(sp.combine(gen, specs, sets, active), q)
+    one = torch.zeros(frames, len(sets), dtype=torch.bool)
+    one[:, 2] = True
+    torch.testing.assert_close(sp.combine_disjoint(gen, specs, sets, one),
+                               sp.combine_one_closed_form(gen, specs[2], sets[2]),
+                               rtol=0, atol=1e-12)  # fmt: skip
+    with pytest.raises(ValueError, match="disjoint"):
+        sp.combine_disjoint(gen, specs[:2], [[0, 3], [3, 7]], active[:, :2])
+
+
 @pytest.mark.parametrize("fraction", [0.05, 0.3, 0.7])
 def test_dustbin_correction_restores_the_natural_posterior(fraction):
     # a frame's natural posterior over S (3 senones) and the dustbin
@@ -294,3 +347,59 @@ def test_specialist_accuracy_step(generalist, capsys):
     assert "(n/a)" in out
     assert main(["specialist-accuracy", str(generalist / "gen" / "final"), str(generalist),
                  str(generalist / "dev")]) == 1  # no spec<m> dirs there  # fmt: skip
+
+
+def test_soft_targets_of_a_generalist_with_its_specialists(generalist):
+    """make-soft-targets --specialists caches softmax(log q / T) of the combination, frame
+    by frame as generalist_and_specialists computes it; a finished cache is refused for
+    another top-n, and a student distils from it through the ordinary distill."""
+    import json
+
+    from asr_distill.cli import main
+    from asr_distill.features.framestore import FrameStore
+    from asr_distill.nnet.model import SpliceDnn
+    from asr_distill.nnet.soft_targets import SoftTargetCache, make_soft_targets
+    from tests.nnet.test_distill import TINY
+
+    gen_path = generalist / "gen" / "final"
+    specs_dir = generalist / "specs_cache"
+    assert main(["train-specialists", "--epochs", "1", *TINY, str(gen_path),
+                 str(generalist / "sets.txt"), str(generalist / "train"),
+                 str(generalist / "dev"), str(specs_dir)]) == 0  # fmt: skip
+    out, T = generalist / "soft_spec", 2.0
+    kw = {"temperature": T, "top_k": 0, "specialists": specs_dir, "top_n": 2, "steps": 60,
+          "batch_size": 100, "progress": False}  # fmt: skip
+    summary = make_soft_targets(generalist / "train", [gen_path], out, **kw)
+    assert summary.built
+    cache = SoftTargetCache(out)
+    meta = json.loads((out / "meta.json").read_text())
+    assert [m["path"] for m in meta["specialists"]] == [str((specs_dir / f"spec{m}").resolve())
+                                                        for m in (0, 1)]  # fmt: skip
+    assert (meta["specialist_top_n"], meta["specialist_steps"]) == (2, 60)
+    store = FrameStore(generalist / "train")
+    frames = np.arange(0, store.features.shape[0], 7)
+    x = store.gather(frames, left=2, right=2).inputs
+    gen = SpliceDnn.load(gen_path).eval()
+    log_pg, active, log_q = sp.generalist_and_specialists(
+        gen, sp.load_specialists(specs_dir), x, top_n=2, steps=60)  # fmt: skip
+    assert active.any()  # the specialists take part...
+    assert (log_q.argmax(-1) != log_pg.argmax(-1)).any() or not torch.allclose(log_q, log_pg)
+    probs, indices, _ = cache.gather(frames)
+    assert indices is None  # dense
+    # ...and the cache holds their combination at T (float16), not the generalist's
+    torch.testing.assert_close(probs, (log_q / T).softmax(-1), atol=2e-3, rtol=0)
+    # a finished cache for the same request is kept, another top-n is refused
+    assert not make_soft_targets(generalist / "train", [gen_path], out, **kw).built
+    with pytest.raises(sp.InputError, match="specialists"):
+        make_soft_targets(generalist / "train", [gen_path], out, **{**kw, "top_n": 1})
+    with pytest.raises(sp.InputError, match="specialists"):
+        make_soft_targets(generalist / "train", [gen_path], out,
+                          **{k: v for k, v in kw.items() if k != "specialists"})  # fmt: skip
+    with pytest.raises(ValueError, match="one teacher"):
+        make_soft_targets(generalist / "train", [gen_path, gen_path], generalist / "x", **kw)
+    # distill from it: the student trains, and its priors are the generalist's
+    student = generalist / "student_spec"
+    assert main(["distill", "--epochs", "1", *TINY, "--temperature", "2", "--soft-targets",
+                 str(out), str(generalist / "train"), str(generalist / "dev"),
+                 str(student)]) == 0  # fmt: skip
+    torch.testing.assert_close(SpliceDnn.load(student / "final").log_priors, gen.log_priors)

@@ -55,6 +55,7 @@ def test_tiny_recipe_end_to_end_and_rerun_is_a_noop(two_runs):
                     "## Generalist and specialists"):  # fmt: skip
         assert section in report
     assert "Not measured" not in report  # every input of the report was produced
+    assert "| one student of generalist + specialists (T=2) |" in report
     for png in ("temperature.png", "table5_dev_curve.png"):
         assert (work / "report" / png).stat().st_size > 1000
     exp = work / "exp"
@@ -108,10 +109,12 @@ def test_two_runs_give_identical_alignments_models_and_tables(two_runs):
         "exp/soft_targets_T2/probs.npy", "exp/distill_T2/final.safetensors",
         "exp/small_soft/last.safetensors", "exp/senone_sets/sets.txt",
         "exp/specialists/spec1/final.safetensors",
+        "exp/soft_targets_specialists_T2/probs.npy", "exp/distill_specialists/final.safetensors",
     ]  # fmt: skip
     for rel in same:
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
     tables = [f"{t}.{ext}" for t in ("table1", "temperature", "table5", "specialists",
-                                      "specialists_cover") for ext in ("csv", "md")]  # fmt: skip
+                                      "specialists_cover", "specialists_systems")
+              for ext in ("csv", "md")]  # fmt: skip
     for table in tables:
         assert (a / "report" / table).read_text() == (b / "report" / table).read_text(), table

@@ -180,4 +180,13 @@ def test_specialists_tables_when_the_recipe_trained_them(tmp_path):
     assert t3[1] == "dev,300,50.00,51.50,200,45.00,47.25"
     t4 = (tmp_path / "out" / "specialists_cover.csv").read_text().splitlines()
     assert t4[2] == "dev,1,100,40,44,4,10.00"
-    assert "dev WER 20.50 %" in text and "specialists/decode_test/scores.yaml" in text
+    systems = (tmp_path / "out" / "specialists_systems.csv").read_text().splitlines()
+    assert systems[1:] == ["generalist (the baseline),50.00,48.00,25.00,26.00",
+                           "generalist + 2 specialists,51.50,-,20.50,-"]  # fmt: skip
+    assert "specialists/decode_test/scores.yaml" in text  # listed as missing
+    # the optional student of the generalist with its specialists gets a row
+    system(exp, "distill_specialists", {"dev": 51.0, "test": 49.0}, (24.0, 25.5))
+    put(exp / "distill_specialists" / "distill.yaml", {"temperature": 2.0})
+    assert main(["report", str(exp), str(tmp_path / "out")]) == 0
+    systems = (tmp_path / "out" / "specialists_systems.csv").read_text().splitlines()
+    assert systems[3] == "one student of generalist + specialists (T=2),51.00,49.00,24.00,25.50"
