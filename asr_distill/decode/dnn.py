@@ -18,7 +18,7 @@ from asr_distill.errors import InputError
 from asr_distill.features.framestore import FrameStore
 from asr_distill.hmm.model import GmmHmm
 from asr_distill.io import atomic_open
-from asr_distill.io.step import step_log
+from asr_distill.io.step import is_done, step_log
 from asr_distill.nnet.ensemble import (
     accuracy_weights,
     combine_log_probs,
@@ -101,15 +101,27 @@ def decode_dnn(
     (:func:`asr_distill.nnet.specialists.generalist_and_specialists`)."""
     config = config or DecodeConfig()
     decode_dir = Path(decode_dir)
+    # what the posteriors are, beside the search's settings (config.yaml): a finished
+    # decode made from other models or another combination is refused, not reused
+    recorded = {"models.txt": "".join(f"{p}\n" for p in dnn_paths),
+                "combine.yaml": f"combine: {combine}\nweighting: {weighting}\n" + (
+                    f"specialists: {specialists}\nspecialist_top_n: {specialist_top_n}\n"
+                    if specialists else "")}  # fmt: skip
+    if not force and is_done(decode_dir):
+        for name, text in recorded.items():
+            path = decode_dir / name
+            if path.is_file() and path.read_text(encoding="utf-8") != text:
+                raise InputError(
+                    f"a finished decode of other posteriors (now: "
+                    f"{' '.join(text.split())}); use --force to redo it",
+                    path,
+                )
     with step_log(decode_dir, "decode.log", force=force, config=config) as run:
         if not run:
             return None
-        with atomic_open(decode_dir / "models.txt") as f:
-            f.writelines(f"{p}\n" for p in dnn_paths)
-        with atomic_open(decode_dir / "combine.yaml") as f:  # how the posteriors combine
-            f.write(f"combine: {combine}\nweighting: {weighting}\n")
-            if specialists:
-                f.write(f"specialists: {specialists}\nspecialist_top_n: {specialist_top_n}\n")
+        for name, text in recorded.items():
+            with atomic_open(decode_dir / name) as f:
+                f.write(text)
         hmm = GmmHmm.load(model_dir)
         models = load_models(dnn_paths)
         posteriors = (_specialist_posteriors(models, specialists, specialist_top_n)

@@ -35,8 +35,8 @@ generalist_and_specialists`: the generalist's top-n senones pick the active spec
 q minimises the summed KLs), softened as a teacher's logits are: ``softmax(log q / T)``.
 A student distilled from such a cache learns what the specialists add in one network
 (beyond the paper, which combines them at inference only). meta.json then also holds
-``specialists`` (paths, sha256 of weights), ``specialist_top_n`` and
-``specialist_steps``.
+``specialists`` (paths, and digests: the sha256 of each one's weights and of its
+specialist.yaml, joined by "+"), ``specialist_top_n`` and ``specialist_steps``.
 
 Rows are in store frame order (frame ``i`` of the store is row ``i``), so a training
 batch's :attr:`FrameBatch.frames` index the cache directly, also for a subset view.
@@ -202,8 +202,8 @@ def make_soft_targets(
         from asr_distill.nnet.specialists import specialist_dirs
 
         spec_paths = [str(d.resolve()) for d in specialist_dirs(specialists)]
-        spec = (spec_paths, [model_digest(Path(d) / "final") for d in spec_paths],
-                int(top_n), int(steps))  # fmt: skip
+        spec = (spec_paths, [_specialist_digest(d) for d in spec_paths], int(top_n),
+                int(steps))  # fmt: skip
 
     settings = {"store": str(Path(store_dir).resolve()), "teachers": [str(p) for p in paths],
                 "temperature": float(temperature), "top_k": int(top_k), "combine": combine,
@@ -328,7 +328,7 @@ def make_soft_targets(
         if freq_mask:
             meta.update(views=int(views), freq_mask=int(freq_mask), mask_seed=int(mask_seed))
         if spec is not None:
-            meta.update(specialists=[{"path": p, "sha256": d} for p, d in zip(*spec[:2],
+            meta.update(specialists=[{"path": p, "digest": d} for p, d in zip(*spec[:2],
                                                                              strict=True)],
                         specialist_top_n=spec[2], specialist_steps=spec[3])  # fmt: skip
         with atomic_open(out_dir / META_FILE) as f:
@@ -343,6 +343,18 @@ def make_soft_targets(
         return SoftTargetSummary(
             out_dir, n, top_k, num_pdfs, float(temperature), mean_tail, seconds, built=True
         )
+
+
+def _specialist_digest(exp_dir: str | Path) -> str:
+    """A specialist's identity: the sha256 of its weights and of its specialist.yaml (its
+    senones and dustbin correction), joined by "+"."""
+    from asr_distill.io import file_sha256
+    from asr_distill.nnet.specialists import SPECIALIST_FILE
+
+    exp_dir = Path(exp_dir)
+    if not (exp_dir / SPECIALIST_FILE).is_file():
+        raise InputError("missing (not a train-specialists run)", exp_dir / SPECIALIST_FILE)
+    return f"{model_digest(exp_dir / 'final')}+{file_sha256(exp_dir / SPECIALIST_FILE)}"
 
 
 def _specialist_teacher(generalist, specialists: str | Path, top_n: int, steps: int,
@@ -433,9 +445,9 @@ class SoftTargetCache:
             self.freq_mask = int(self.meta.get("freq_mask", 0))
             self.mask_seed = int(self.meta.get("mask_seed", 0))
             spec = self.meta.get("specialists")
-            # (sha256 of the specialists' weights, top_n, steps); None: no specialists
+            # (the specialists' digests, top_n, steps); None: no specialists
             self.specialists = None if spec is None else (
-                [str(x["sha256"]) for x in spec], int(self.meta["specialist_top_n"]),
+                [str(x["digest"]) for x in spec], int(self.meta["specialist_top_n"]),
                 int(self.meta["specialist_steps"]))  # fmt: skip
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"meta.json lacks or has a bad field ({e})", meta_path) from None

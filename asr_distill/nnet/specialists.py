@@ -200,11 +200,11 @@ def combine_disjoint(
     sets: Sequence[Sequence[int]],
     active: torch.Tensor,
     *,
-    iterations: int = 64,
+    iterations: int = 100,
 ) -> torch.Tensor:
     """The exact log q (B, P) of section 5.4 when the sets are disjoint (module docs);
     arguments as :func:`combine`. ``iterations`` of bisection on each frame's multiplier
-    (in log space, over 12 decades below ``sum A + B`` <= M + 1) reach float64's
+    (on log lam over at most ~750 nats, or on lam over at most M + 1) reach float64's
     resolution."""
     num_frames, num_pdfs = generalist.shape
     num_sets = len(sets)
@@ -243,28 +243,51 @@ def combine_disjoint(
     shift = torch.where(torch.isfinite(log_mass), log_mass, 0.0)
     mass = torch.zeros_like(log_mass).scatter_add(1, group, (log_t - shift.gather(1, group)).exp())
     log_a_coef = mass.log() + shift  # (B, M + 1): log A_m (active sets) and log B (rest)
-    coef = log_a_coef.exp()  # A_m, B; 0 for inactive sets (no pdf in their group)
-    a_sets, b_rest = coef[:, :num_sets], coef[:, num_sets]  # (B, M), (B,)
-    on = act[:, :num_sets]
+    a_sets = log_a_coef[:, :num_sets].exp()  # (B, M): A_m; 0 for inactive sets
+    log_b = log_a_coef[:, num_sets]  # (B,): log B, the rest's generalist mass (-inf: none)
+    on = act[:, :num_sets] & (a_sets > 0)
+    n_on = on.sum(-1)  # (B,)
 
-    def masses(lam: torch.Tensor) -> torch.Tensor:  # (B, 1) -> the sets' masses (B, M)
+    def masses(lam: torch.Tensor) -> torch.Tensor:  # (B,) -> the sets' masses (B, M)
+        lam = lam[:, None]
         s_ = lam + a_sets + dust
         root = (s_ * s_ - 4.0 * lam * a_sets).clamp_min(0.0).sqrt()
-        a = 2.0 * a_sets / (s_ + root).clamp_min(1e-300)  # the stable root in (0, 1]
+        a = 2.0 * a_sets / (s_ + root).clamp_min(1e-300)  # the root in (0, 1], any lam
         return torch.where(on, a, 0.0)
 
-    # g(lam) = sum a_m(lam) + B / lam - 1 decreases in lam, > 0 near 0, <= 0 at sum(A) + B
-    hi = (a_sets.sum(-1) + b_rest).clamp_min(1e-300)[:, None]  # (B, 1)
-    lo = hi * 1e-12
+    # g(lam) = sum a_m(lam) + B / lam - 1 decreases in lam and is <= 0 at lam = sum A + B
+    # (a_m <= A_m / lam). With B > 0, g(B) >= 0: bisection on log lam, whose bracket
+    # may span hundreds of nats for a confident generalist (B underflows, log B does not).
+    # With B = 0 (the active sets cover every pdf of any mass) lam may be <= 0: linear
+    # bisection from the lam where every a_m >= 1/n (n >= 2 active sets), at which g >= 0;
+    # one set alone then takes all the mass.
+    log_hi = torch.logsumexp(log_a_coef, -1)  # log(sum A + B)
+    has_rest = torch.isfinite(log_b)
+    lo_log = torch.where(has_rest, torch.minimum(log_b, log_hi) - 1.0, log_hi)
+    hi_log = log_hi.clone()
+    n = n_on.clamp_min(2).to(dtype)[:, None]
+    lo_lin = torch.where(on, n * a_sets - n * dust / (n - 1.0), math.inf).amin(-1)
+    lo_lin = torch.where(torch.isfinite(lo_lin), lo_lin, 0.0)
+    hi_lin = log_hi.exp()
     for _ in range(iterations):
-        mid = (lo * hi).sqrt()
-        g = masses(mid).sum(-1, keepdim=True) + b_rest[:, None] / mid - 1.0
-        lo, hi = torch.where(g > 0, mid, lo), torch.where(g > 0, hi, mid)
-    lam = (lo * hi).sqrt()
-    a = torch.cat([masses(lam), (b_rest[:, None] / lam)], 1)  # (B, M + 1)
-    a = a / a.sum(-1, keepdim=True)  # exact up to the bisection's last step
-    # q(c) = a_group * T(c) / A_group
-    log_q = log_t + (a.clamp_min(1e-300).log() - log_a_coef).gather(1, group)
+        mid_log, mid_lin = (lo_log + hi_log) / 2, (lo_lin + hi_lin) / 2
+        g_log = masses(mid_log.exp()).sum(-1) + (log_b - mid_log).exp() - 1.0
+        g_lin = masses(mid_lin).sum(-1) - 1.0
+        up_log, up_lin = g_log > 0, g_lin > 0
+        lo_log, hi_log = torch.where(up_log, mid_log, lo_log), torch.where(up_log, hi_log, mid_log)
+        lo_lin, hi_lin = torch.where(up_lin, mid_lin, lo_lin), torch.where(up_lin, hi_lin, mid_lin)
+    lam_log, lam_lin = (lo_log + hi_log) / 2, (lo_lin + hi_lin) / 2
+    a_log = torch.where(has_rest[:, None], masses(lam_log.exp()), masses(lam_lin))  # (B, M)
+    a_log = torch.where(on & ~has_rest[:, None] & (n_on == 1)[:, None], 1.0, a_log)
+    log_a = torch.cat(
+        [a_log.clamp_min(1e-300).log(), torch.where(has_rest, log_b - lam_log, -math.inf)[:, None]],
+        1,
+    )
+    log_a = torch.where(torch.cat([on, has_rest[:, None]], 1), log_a, -math.inf)
+    log_a = log_a - torch.logsumexp(log_a, -1, keepdim=True)  # exact up to the bisection
+    # q(c) = a_group * T(c) / A_group; pdfs of no mass (log T = -inf) stay at -inf
+    scale = (log_a - log_a_coef).gather(1, group)  # (B, P)
+    log_q = torch.where(torch.isfinite(log_t), log_t + scale, -math.inf)
     return log_q.log_softmax(-1).to(generalist.dtype)
 
 

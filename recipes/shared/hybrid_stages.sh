@@ -83,15 +83,16 @@ if run_stage 10; then
   done
 fi
 
-# decode_dnn NAME [--specialists DIR --specialist-top-n N] MODEL...: decode dev and test with the DNN(s)
-# (posteriors averaged; or one generalist with its specialists) into lattices: dev's LM
+# decode_dnn NAME [--specialists DIR [--specialist-top-n N]] MODEL...: decode dev and
+# test with the DNN(s) (posteriors averaged; or one generalist with its specialists)
+# into lattices: dev's LM
 # weight and penalty chosen from its lattices, then test searched at dev's LM weight and
 # scored at dev's setting. With $rescore_lm (an ARPA), the lattices are rescored with it
 # too (decode_{dev,test}_rescored), dev choosing again.
 decode_dnn() {
   local name=$1; shift
   local models=() extra=() s search
-  if [ "$1" = --specialists ]; then extra=("$1" "$2" "$3" "$4"); shift 4; fi
+  while [[ "$1" = --specialist* ]]; do extra+=("$1" "$2"); shift 2; done
   for m in "$@"; do models+=(--dnn "$m"); done
   local dir=$exp/$name
   for s in dev test; do
@@ -276,7 +277,7 @@ if run_stage 19 && [ "$specialists" -gt 0 ]; then
     "$frames/dev" "$frames/test"
   decode_dnn specialists --specialists "$exp/specialists" --specialist-top-n \
     "$specialist_top_n" "$exp/dnn/final"
-  if [ "$specialist_student_temperature" != 0 ]; then
+  if python3 -c "import sys; sys.exit(not float('$specialist_student_temperature') > 0)"; then
     # Beyond the paper: one network distilled from the generalist with its specialists
     # (their combination q, softened to softmax(log q / T)), with the students' settings.
     t=$specialist_student_temperature

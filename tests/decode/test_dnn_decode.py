@@ -131,6 +131,10 @@ def test_decode_with_specialists(dnn_system, mono, lang_test):
     assert "specialists" in (out / "combine.yaml").read_text()
     assert main(["score", str(out), str(dnn_system / "data" / "train")]) == 0
     assert float((out / "best_wer").read_text().split()[1]) < 40.0
+    assert main(args) == 0  # finished, same request: nothing to do
+    # finished with top-1 activation: another top-n (or no specialists) is refused
+    assert main([*args[:1], "--specialist-top-n", "2", *args[1:]]) == 1
+    assert main([a for a in args if a not in ("--specialists", str(specs))]) == 1
     two = ["decode", "--lmwts", "10", "--dnn", gen, "--dnn", gen, "--specialists", str(specs),
            str(graph), str(mono), str(store), str(out) + "_two"]  # fmt: skip
     assert main(two) == 1  # one generalist only

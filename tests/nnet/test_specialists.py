@@ -136,6 +136,54 @@ def test_disjoint_sets_get_the_exact_minimiser():
         sp.combine_disjoint(gen, specs[:2], [[0, 3], [3, 7]], active[:, :2])
 
 
+@pytest.mark.parametrize("margin", [5.0, 40.0, 100.0, 800.0])
+def test_exact_combination_with_a_confident_generalist(margin):
+    """A generalist sure of one senone of the set (its other senones ``margin`` nats
+    below) and a specialist that puts 0.4 on its dustbin: the set keeps (p_g(S) + 0.6) /
+    2 of the mass and the rest (p_g(rest) + 0.4) / 2, however small p_g outside the set
+    is (the closed form); with a second active specialist, the stationarity conditions."""
+    gen = torch.full((1, 6), -margin, dtype=torch.float64)
+    gen[0, 1] = 0.0
+    gen = gen.log_softmax(-1)
+    pg = gen.exp()[0]
+    spec = torch.tensor([[0.5, 0.1, 0.4]], dtype=torch.float64).log()  # senones 1, 2; dust
+    q = sp.combine_disjoint(gen, [spec], [[1, 2]], torch.ones(1, 1, dtype=torch.bool)).exp()
+    assert torch.isfinite(q).all()
+    assert q[0, [1, 2]].sum().item() == pytest.approx((pg[[1, 2]].sum().item() + 0.6) / 2,
+                                                     abs=1e-12)  # fmt: skip
+    assert q[0, [0, 3, 4, 5]].sum().item() == pytest.approx(
+        (pg[[0, 3, 4, 5]].sum().item() + 0.4) / 2, abs=1e-12)  # fmt: skip
+    other = torch.tensor([[0.2, 0.8]], dtype=torch.float64).log()  # senone 4, dustbin
+    q = sp.combine_disjoint(gen, [spec, other], [[1, 2], [4]],
+                            torch.ones(1, 2, dtype=torch.bool)).exp()[0]  # fmt: skip
+    a1, a2, a_r = q[[1, 2]].sum(), q[4], q[[0, 3, 5]].sum()
+    assert torch.isfinite(q).all() and (a1 + a2 + a_r).item() == pytest.approx(1.0, abs=1e-12)
+    lam1 = (pg[[1, 2]].sum() + 0.6) / a1 - 0.4 / (1 - a1)
+    lam2 = (pg[4] + 0.2) / a2 - 0.8 / (1 - a2)
+    assert lam1.item() == pytest.approx(lam2.item(), rel=1e-9)
+    if margin < 100:  # a_R still representable
+        assert (pg[[0, 3, 5]].sum() / a_r).item() == pytest.approx(lam1.item(), rel=1e-9)
+
+
+def test_exact_combination_when_the_active_sets_cover_every_pdf():
+    """Two active sets that hold every senone: no rest mass, the multiplier is found on
+    a linear scale, and a_1 = (A_1 + d_2) / 3 (the objective in a_1 alone)."""
+    gen = torch.tensor([[0.5, 0.2, 0.2, 0.1]], dtype=torch.float64).log()
+    specs = [torch.tensor([[0.3, 0.3, 0.4]], dtype=torch.float64).log(),
+             torch.tensor([[0.1, 0.1, 0.8]], dtype=torch.float64).log()]  # fmt: skip
+    sets = [[0, 1], [2, 3]]
+    q = sp.combine_disjoint(gen, specs, sets, torch.ones(1, 2, dtype=torch.bool)).exp()
+    a1 = ((0.7 + 0.6) + 0.8) / 3
+    assert q[0, :2].sum().item() == pytest.approx(a1, abs=1e-9)
+    # within a set, q is proportional to p_g + p_m
+    assert (q[0, 0] / q[0, 1]).item() == pytest.approx(0.8 / 0.5, rel=1e-9)
+    # one active set that covers every senone of any mass takes it all: q = T / A
+    gen = torch.tensor([[0.6, 0.4, 0.0, 0.0]], dtype=torch.float64).log()  # -inf outside
+    q = sp.combine_disjoint(gen, specs, sets, torch.tensor([[True, False]])).exp()
+    assert torch.isfinite(q).all() and q[0, 2:].sum().item() == 0.0
+    torch.testing.assert_close(q[0, :2], torch.tensor([0.9, 0.7], dtype=torch.float64) / 1.6)
+
+
 @pytest.mark.parametrize("fraction", [0.05, 0.3, 0.7])
 def test_dustbin_correction_restores_the_natural_posterior(fraction):
     # a frame's natural posterior over S (3 senones) and the dustbin
@@ -392,6 +440,12 @@ def test_soft_targets_of_a_generalist_with_its_specialists(generalist):
     assert not make_soft_targets(generalist / "train", [gen_path], out, **kw).built
     with pytest.raises(sp.InputError, match="specialists"):
         make_soft_targets(generalist / "train", [gen_path], out, **{**kw, "top_n": 1})
+    info = specs_dir / "spec0" / "specialist.yaml"  # the same weights, another correction
+    text = info.read_text()
+    info.write_text(text.replace("dustbin_correction: ", "dustbin_correction: 1"))
+    with pytest.raises(sp.InputError, match="specialists"):
+        make_soft_targets(generalist / "train", [gen_path], out, **kw)
+    info.write_text(text)
     with pytest.raises(sp.InputError, match="specialists"):
         make_soft_targets(generalist / "train", [gen_path], out,
                           **{k: v for k, v in kw.items() if k != "specialists"})  # fmt: skip
