@@ -55,7 +55,6 @@ def test_tiny_recipe_end_to_end_and_rerun_is_a_noop(two_runs):
                     "## Generalist and specialists"):  # fmt: skip
         assert section in report
     assert "Not measured" not in report  # every input of the report was produced
-    assert "| one student of generalist + specialists (T=2) |" in report
     for png in ("temperature.png", "table5_dev_curve.png"):
         assert (work / "report" / png).stat().st_size > 1000
     exp = work / "exp"
@@ -109,7 +108,6 @@ def test_two_runs_give_identical_alignments_models_and_tables(two_runs):
         "exp/soft_targets_T2/probs.npy", "exp/distill_T2/final.safetensors",
         "exp/small_soft/last.safetensors", "exp/senone_sets/sets.txt",
         "exp/specialists/spec1/final.safetensors",
-        "exp/soft_targets_specialists_T2/probs.npy", "exp/distill_specialists/final.safetensors",
     ]  # fmt: skip
     for rel in same:
         assert (a / rel).read_bytes() == (b / rel).read_bytes(), rel
