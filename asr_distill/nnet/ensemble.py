@@ -17,6 +17,14 @@ from asr_distill.nnet.model import SpliceDnn
 COMBINES = ("arithmetic", "geometric")
 
 
+def _member_weights(member_logits: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """(M,) float32 weights on the logits' device: ``weights``, or uniform when None."""
+    m = member_logits.shape[0]
+    w = torch.full((m,), 1.0 / m) if weights is None else torch.as_tensor(
+        weights, dtype=torch.float32)  # fmt: skip
+    return w.to(member_logits.device)
+
+
 def combine_log_probs(
     member_logits: torch.Tensor,
     temperature: float = 1.0,
@@ -33,13 +41,7 @@ def combine_log_probs(
     """
     if combine not in COMBINES:
         raise ValueError(f"combine must be one of {COMBINES}, not {combine!r}")
-    m = member_logits.shape[0]
-    w = (
-        torch.full((m,), 1.0 / m)
-        if weights is None
-        else torch.as_tensor(weights, dtype=torch.float32)
-    )
-    w = w.to(member_logits.device)
+    w = _member_weights(member_logits, weights)
     logp = torch.log_softmax(member_logits.float() / temperature, dim=-1)  # (M, B, P)
     if combine == "arithmetic":
         return torch.logsumexp(logp + torch.log(w)[:, None, None], dim=0)  # (B, P)
@@ -62,10 +64,7 @@ def combine_probs(
     if combine != "arithmetic":
         return combine_log_probs(member_logits, temperature, combine=combine,
                                  weights=weights).exp()  # fmt: skip
-    m = member_logits.shape[0]
-    w = torch.full((m,), 1.0 / m) if weights is None else torch.as_tensor(
-        weights, dtype=torch.float32)  # fmt: skip
-    w = w.to(member_logits.device)
+    w = _member_weights(member_logits, weights)
     p = torch.softmax(member_logits.float() / temperature, dim=-1)  # (M, B, P)
     return torch.einsum("m,mbp->bp", w, p)  # (B, P)
 

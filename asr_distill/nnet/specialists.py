@@ -150,6 +150,15 @@ def combine_objective(log_q: torch.Tensor, target: torch.Tensor, dust: torch.Ten
     return -(target * log_q).sum(-1) - (dust * outside.log()).sum(-1)
 
 
+def _check_shapes(specialists: Sequence[torch.Tensor], sets: Sequence[Sequence[int]],
+                  num_frames: int) -> None:  # fmt: skip
+    """Each specialist's log-probs are (B, |S_m| + 1): its senones, then the dustbin."""
+    for m, (s, logp) in enumerate(zip(sets, specialists, strict=True)):
+        if logp.shape != (num_frames, len(s) + 1):
+            raise ValueError(f"specialist {m}: log-probs of shape {tuple(logp.shape)}, "
+                             f"expected {(num_frames, len(s) + 1)}")  # fmt: skip
+
+
 def combine(
     generalist: torch.Tensor,
     specialists: Sequence[torch.Tensor],
@@ -177,10 +186,8 @@ def combine(
     act = active.to(generalist.dtype)
     target = generalist.exp().clone()
     dust = generalist.new_zeros(num_frames, len(sets))
+    _check_shapes(specialists, sets, num_frames)
     for m, (s, logp) in enumerate(zip(sets, specialists, strict=True)):
-        if logp.shape != (num_frames, len(s) + 1):
-            raise ValueError(f"specialist {m}: log-probs of shape {tuple(logp.shape)}, "
-                             f"expected {(num_frames, len(s) + 1)}")  # fmt: skip
         p = logp.exp() * act[:, m : m + 1]
         target[:, torch.as_tensor(list(s), dtype=torch.long, device=p.device)] += p[:, :-1]
         dust[:, m] = p[:, -1]
@@ -224,10 +231,8 @@ def combine_disjoint(
     # log T(c): log(p_g(c) + p_m(c)) on the sets of active specialists, log p_g elsewhere
     log_t = log_pg.clone()
     dust = log_pg.new_zeros(num_frames, num_sets)  # (B, M): 0 where inactive
+    _check_shapes(specialists, sets, num_frames)
     for m, (s, logp) in enumerate(zip(sets, specialists, strict=True)):
-        if logp.shape != (num_frames, len(s) + 1):
-            raise ValueError(f"specialist {m}: log-probs of shape {tuple(logp.shape)}, "
-                             f"expected {(num_frames, len(s) + 1)}")  # fmt: skip
         idx = torch.as_tensor(list(s), dtype=torch.long, device=generalist.device)
         on = active[:, m].to(torch.bool)
         logp = logp.to(dtype).log_softmax(-1)
@@ -616,6 +621,8 @@ class Specialist:
     senones: list[int]
     correction: float
     path: str = ""
+    # (senones, the other pdfs) as index tensors, per device: built once, not per batch
+    _index: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def load(cls, exp_dir: str | Path, map_location: str = "cpu") -> Specialist:
@@ -643,10 +650,12 @@ class Specialist:
 
     def log_probs(self, inputs: torch.Tensor) -> torch.Tensor:
         """(B, |S| + 1) log-probabilities with the dustbin corrected."""
-        num_pdfs = self.model.config.num_pdfs
-        idx = torch.as_tensor(self.senones, device=inputs.device)
-        outside = set_mapping(self.senones, num_pdfs) == len(self.senones)
-        rest = torch.as_tensor(np.flatnonzero(outside), device=inputs.device)
+        if inputs.device not in self._index:
+            outside = set_mapping(self.senones, self.model.config.num_pdfs) == len(self.senones)
+            self._index[inputs.device] = (
+                torch.as_tensor(self.senones, device=inputs.device),
+                torch.as_tensor(np.flatnonzero(outside), device=inputs.device))  # fmt: skip
+        idx, rest = self._index[inputs.device]
         logits = project_logits(self.model(inputs).float(), idx, rest)
         logits[:, -1] += self.correction
         return logits.log_softmax(-1)
